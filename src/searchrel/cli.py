@@ -1,13 +1,251 @@
-"""The `searchrel` command line (typer). Every stage is a subcommand; `python -m` entries
-of the stage modules call into this same app so that both spellings behave identically."""
+"""The `searchrel` command line. Every stage is a subcommand; the `python -m` entry of each
+stage module calls into this same app, so both spellings behave identically.
+
+A mistake of the user's (a missing file, a bad config key, a table with the wrong columns)
+is reported in one line and exit code 2, not a traceback.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+from searchrel.config import Config, ConfigError, load_config
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="searchrel: an LLM relevance teacher distilled into a real-time student.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Import and prepare data.")
+teacher_app = typer.Typer(no_args_is_help=True, help="Fine-tune and evaluate the teacher.")
+features_app = typer.Typer(no_args_is_help=True, help="Build item and pair features.")
+student_app = typer.Typer(no_args_is_help=True, help="Distil and evaluate the student.")
+pipelines_app = typer.Typer(no_args_is_help=True, help="Compile and run the KFP pipeline.")
+app.add_typer(data_app, name="data")
+app.add_typer(teacher_app, name="teacher")
+app.add_typer(features_app, name="features")
+app.add_typer(student_app, name="student")
+app.add_typer(pipelines_app, name="pipelines")
+
+console = Console(stderr=True)
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config (see configs/)", show_default=False),
+]
+
+
+def _cfg(path: Path | None) -> Config:
+    return load_config(path)
+
+
+def _print(result: dict[str, Any]) -> None:
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+@data_app.command("import-crowdflower")
+def import_crowdflower_cmd(
+    files: Annotated[list[Path], typer.Argument(help="CrowdFlower CSV folds")],
+    out: Annotated[Path, typer.Option(help="output directory")],
+) -> None:
+    """CrowdFlower CSVs -> items + judgments (K = 4), rejects quarantined with reasons."""
+    from searchrel.data.crowdflower import import_crowdflower
+
+    _print(import_crowdflower(files, out))
+
+
+@data_app.command("sample")
+def sample_cmd(
+    out: Annotated[Path, typer.Option(help="output directory")],
+    seed: Annotated[int, typer.Option(help="random seed")] = 7,
+) -> None:
+    """Write the bundled Pinterest-shaped sample (items, judgments, impressions; K = 5)."""
+    from searchrel.data.sample import build_sample
+
+    _print(build_sample(out, seed=seed))
+
+
+@data_app.command("ingest")
+def ingest_cmd(
+    source: Annotated[str, typer.Option(help="'sample' or a directory with the three tables")],
+    items: Annotated[Path, typer.Option(help="items table to write")],
+    judgments: Annotated[Path, typer.Option(help="judgments table to write")],
+    impressions: Annotated[Path, typer.Option(help="impressions table to write")],
+    summary: Annotated[Path | None, typer.Option(help="summary JSON to write")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Validate the input tables (quarantining bad rows) and write them where told."""
+    from searchrel.data.ingest import ingest
+
+    outputs = {"items": items, "judgments": judgments, "impressions": impressions}
+    _print(ingest(source, outputs, _cfg(config), summary_path=summary))
+
+
+@teacher_app.command("train")
+def teacher_train_cmd(
+    items: Annotated[Path, typer.Option(help="items.parquet")],
+    judgments: Annotated[Path, typer.Option(help="judgments.parquet")],
+    out: Annotated[Path, typer.Option(help="teacher directory to write")],
+    config: ConfigOpt = None,
+) -> None:
+    """Fine-tune the LoRA cross-encoder teacher on human judgments."""
+    from searchrel.teacher.train import train_teacher
+
+    _print(train_teacher(items, judgments, out, _cfg(config)))
+
+
+@teacher_app.command("evaluate")
+def teacher_evaluate_cmd(
+    model: Annotated[Path, typer.Option(help="teacher directory")],
+    items: Annotated[Path, typer.Option(help="items.parquet")],
+    judgments: Annotated[Path, typer.Option(help="judgments.parquet")],
+    out: Annotated[Path, typer.Option(help="directory for metrics.json / metrics.md")],
+    config: ConfigOpt = None,
+) -> None:
+    """Score the teacher on the held-out (test) queries."""
+    from searchrel.teacher.evaluate import evaluate_teacher
+
+    _print(evaluate_teacher(model, items, judgments, out, _cfg(config)))
+
+
+@app.command("label")
+def label_cmd(
+    teacher: Annotated[Path, typer.Option(help="teacher directory")],
+    items: Annotated[Path, typer.Option(help="items.parquet")],
+    impressions: Annotated[Path, typer.Option(help="impressions.parquet")],
+    out: Annotated[Path, typer.Option(help="teacher_labels.parquet to write")],
+    date: Annotated[str | None, typer.Option(help="only this day (YYYY-MM-DD)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Label the logged impressions with the teacher's soft labels."""
+    from searchrel.teacher.label import label_impressions
+
+    _print(label_impressions(teacher, items, impressions, out, _cfg(config), date=date))
+
+
+@features_app.command("build")
+def features_build_cmd(
+    items: Annotated[Path, typer.Option(help="items.parquet")],
+    judgments: Annotated[Path, typer.Option(help="judgments.parquet")],
+    out: Annotated[Path, typer.Option(help="directory: item_store/ + student_features.parquet")],
+    teacher_labels: Annotated[Path | None, typer.Option(help="teacher_labels.parquet")] = None,
+    impressions: Annotated[Path | None, typer.Option(help="impressions.parquet")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Build the item feature store and the student's training rows."""
+    from searchrel.features.build import build_features
+
+    _print(build_features(items, judgments, teacher_labels, impressions, out, _cfg(config)))
+
+
+@student_app.command("train")
+def student_train_cmd(
+    features: Annotated[Path, typer.Option(help="student_features.parquet")],
+    store: Annotated[Path, typer.Option(help="item_store directory")],
+    out: Annotated[Path, typer.Option(help="student directory to write (the serving bundle)")],
+    config: ConfigOpt = None,
+) -> None:
+    """Distil the teacher into the student and export it for serving."""
+    from searchrel.student.train import train_student
+
+    _print(train_student(features, store, out, _cfg(config)))
+
+
+@student_app.command("evaluate")
+def student_evaluate_cmd(
+    model: Annotated[Path, typer.Option(help="student directory")],
+    features: Annotated[Path, typer.Option(help="student_features.parquet")],
+    out: Annotated[Path, typer.Option(help="directory for metrics.json / metrics.md")],
+) -> None:
+    """Score the exported student on the held-out (test) queries."""
+    from searchrel.student.evaluate import evaluate_student
+
+    _print(evaluate_student(model, features, out))
+
+
+@app.command("serve")
+def serve_cmd(
+    model_dir: Annotated[Path, typer.Option(help="student directory (with item_store/)")],
+    host: Annotated[str | None, typer.Option(help="bind address (config: 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (config: 8080)")] = None,
+    request_log: Annotated[Path | None, typer.Option(help="directory of the request log")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the student on KServe (V1 and V2 REST) until interrupted."""
+    from searchrel.serving.server import serve
+
+    serve(model_dir, _cfg(config), host=host, port=port, request_log_dir=request_log)
+
+
+@app.command("drift")
+def drift_cmd(
+    reference: Annotated[Path, typer.Option(help="student_features.parquet (training data)")],
+    requests: Annotated[Path, typer.Option(help="request log directory")],
+    out: Annotated[Path, typer.Option(help="directory for drift_report.html and drift.json")],
+    config: ConfigOpt = None,
+) -> None:
+    """Compare what the student served with what it was trained on (Evidently)."""
+    from searchrel.drift.job import drift_job
+
+    cfg = _cfg(config)
+    _print(drift_job(reference, requests, out, cfg))
+
+
+@pipelines_app.command("compile")
+def pipelines_compile_cmd(
+    out: Annotated[Path, typer.Option(help="pipeline YAML to write")] = Path(
+        "pipelines/relevance_loop.yaml"
+    ),
+) -> None:
+    """Compile the relevance-loop pipeline to KFP IR YAML."""
+    from pipelines.relevance_loop import compile_pipeline
+
+    typer.echo(compile_pipeline(out))
+
+
+@pipelines_app.command("run")
+def pipelines_run_cmd(
+    local: Annotated[bool, typer.Option("--local", help="run with kfp.local's SubprocessRunner")],
+    source: Annotated[str, typer.Option(help="'sample' or a directory with the three tables")] = (
+        "sample"
+    ),
+    root: Annotated[Path, typer.Option(help="local pipeline root")] = Path("runs/pipeline"),
+    config: Annotated[Path, typer.Option(help="YAML config")] = Path("configs/local.yaml"),
+) -> None:
+    """Run the relevance loop end to end (only --local for now)."""
+    if not local:
+        raise typer.BadParameter("only --local runs exist so far")
+    from pipelines.run_local import run_local
+
+    _print(run_local(source=source, config_path=config, pipeline_root=root))
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="where the demo writes everything")] = Path("runs/demo"),
+    config: Annotated[Path, typer.Option(help="YAML config")] = Path("configs/local.yaml"),
+) -> None:
+    """The whole loop on the bundled sample: pipeline, serving, requests, drift, summary."""
+    from searchrel.demo import run_demo
+
+    run_demo(out, config)
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, FileNotFoundError)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from searchrel.model_source import ModelSourceError
+    from searchrel.tables import ContractError
+
+    return (*USER_ERRORS, ContractError, ModelSourceError)
 
 
 def module_main(*command: str) -> None:
@@ -16,4 +254,11 @@ def module_main(*command: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    app(args=argv, prog_name="searchrel")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app(args=argv, prog_name="searchrel")
+    except _user_errors() as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)

@@ -99,7 +99,9 @@ class DriftConfig(Strict):
 
 
 class Config(Strict):
-    shared_dir: str = DEFAULT_SHARED_DIR  # ../shared: CrowdFlower and CRDs (env SEARCHREL_SHARED_DIR)
+    shared_dir: str = (
+        DEFAULT_SHARED_DIR  # ../shared: CrowdFlower and CRDs (env SEARCHREL_SHARED_DIR)
+    )
     data: DataConfig = DataConfig()
     teacher: TeacherConfig = TeacherConfig()
     features: FeatureConfig = FeatureConfig()

@@ -33,4 +33,6 @@ class Images:
 def resolve_images(registry: str | None = None, tag: str | None = None) -> Images:
     reg = (registry or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY).rstrip("/")
     version = tag or os.environ.get(TAG_ENV) or __version__
-    return Images(cpu=f"{reg}/searchrel-python:{version}", gpu=f"{reg}/searchrel-python-cuda:{version}")
+    return Images(
+        cpu=f"{reg}/searchrel-python:{version}", gpu=f"{reg}/searchrel-python-cuda:{version}"
+    )

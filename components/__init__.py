@@ -1,0 +1,48 @@
+"""KFP components of searchrel: thin wrappers that run one `python -m searchrel...` stage.
+
+Component functions are plain module-level functions; ``build_components`` turns them into
+KFP components with the image from ``searchrel.images`` *when a pipeline is built* (never at
+import time). They are lightweight Python components because ``kfp.local.SubprocessRunner``
+runs only those; their bodies do nothing but call ``searchrel.stage.run_stage``, exactly as a
+container component with ``command: [python, -m, ...]`` would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kfp import dsl
+
+from components import data, student, teacher
+from searchrel.images import Images, resolve_images
+
+
+@dataclass(frozen=True)
+class Components:
+    ingest: Any
+    teacher_train: Any
+    teacher_evaluate: Any
+    label: Any
+    build_features: Any
+    student_train: Any
+    student_evaluate: Any
+
+
+def _component(func: Callable[..., Any], image: str) -> Any:
+    # install_kfp_package=False: the image already has kfp; nothing is pip-installed at run time.
+    return dsl.component(func, base_image=image, install_kfp_package=False)
+
+
+def build_components(images: Images | None = None) -> Components:
+    images = images or resolve_images()
+    return Components(
+        ingest=_component(data.ingest, images.cpu),
+        teacher_train=_component(teacher.teacher_train, images.gpu),
+        teacher_evaluate=_component(teacher.teacher_evaluate, images.gpu),
+        label=_component(teacher.label, images.gpu),
+        build_features=_component(student.build_features, images.cpu),
+        student_train=_component(student.student_train, images.cpu),
+        student_evaluate=_component(student.student_evaluate, images.cpu),
+    )

@@ -1,0 +1,1 @@
+"""KFP pipelines of searchrel (compiled YAML lives beside them)."""

@@ -1,0 +1,43 @@
+"""Run the relevance loop with KFP's local runner (SubprocessRunner, this Python environment)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from kfp import local
+
+from pipelines.relevance_loop import build_pipeline
+
+
+def run_local(source: str, config_path: Path | None, pipeline_root: Path) -> dict[str, Any]:
+    """Run every step as a subprocess; return the local paths of the pipeline's outputs."""
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    # use_venv=False: the steps run in this interpreter, where searchrel is installed, exactly
+    # as they run in the image on a cluster; nothing is installed at run time.
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root.resolve()),
+        raise_on_error=True,
+    )
+    config_yaml = Path(config_path).read_text(encoding="utf-8") if config_path else ""
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        # Our images are named searchrel-python*, which kfp's "is this a Python image" guess
+        # does not recognise; the steps do run in a Python environment.
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        task = build_pipeline()(source=source, config_yaml=config_yaml)
+    outputs = {
+        name: task.outputs[name]
+        for name in ("student", "features", "teacher_metrics", "student_metrics")
+    }
+    return {
+        "pipeline_root": str(pipeline_root.resolve()),
+        "seconds": round(time.perf_counter() - started, 1),
+        "outputs": {name: art.path for name, art in outputs.items()},
+        "metrics": {
+            name: dict(outputs[name].metadata) for name in ("teacher_metrics", "student_metrics")
+        },
+    }

@@ -1,0 +1,30 @@
+"""The drift job: read the training rows and the served-request log, run the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from searchrel.config import Config
+from searchrel.drift.report import run_drift
+from searchrel.request_log import read_request_log
+from searchrel.tables import read_table, write_quarantine
+
+
+def drift_job(
+    reference_path: Path, requests_dir: Path, out_dir: Path, cfg: Config
+) -> dict[str, Any]:
+    levels = cfg.data.levels
+    reference = read_table(reference_path, "student_features", levels)
+    current = read_request_log(requests_dir, levels)
+    if current.quarantine.num_rows:
+        write_quarantine(current.quarantine, out_dir / "request_log_quarantine.parquet")
+    verdict = run_drift(reference.table, current.table, cfg.drift, out_dir)
+    verdict["request_log"] = current.summary()
+    return verdict
+
+
+if __name__ == "__main__":
+    from searchrel.cli import module_main
+
+    module_main("drift")

@@ -1,0 +1,56 @@
+"""Sentence embeddings for queries and items, with an LRU cache for queries."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from searchrel.model_source import resolve_model_source
+
+
+class Embedder:
+    """A sentence encoder (all-MiniLM-L6-v2 by default) giving L2-normalised float32 vectors."""
+
+    def __init__(self, source: str, batch_size: int = 64, cache_size: int = 4096):
+        from sentence_transformers import SentenceTransformer  # heavy: imported on use
+
+        self.source = source
+        self.batch_size = batch_size
+        self.model = SentenceTransformer(resolve_model_source(source), device="cpu")
+        self.dim = int(self.model.get_sentence_embedding_dimension() or 0)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode_query(self, query: str) -> np.ndarray:
+        """One query's vector, from the cache when it was seen recently."""
+        with self._lock:
+            hit = self._cache.get(query)
+            if hit is not None:
+                self._cache.move_to_end(query)
+                self.cache_hits += 1
+                return hit
+            self.cache_misses += 1
+        vector = self.encode([query])[0]
+        with self._lock:
+            self._cache[query] = vector
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return vector

@@ -1,0 +1,549 @@
+"""Evaluation metrics shared by the teacher and the student: one module, one set of definitions.
+
+Both models emit a probability distribution over the graded relevance levels ``1..K`` (level 1
+first). Every metric here is computed from those probabilities, the true labels and the
+``(query, locale)`` group of each row, so that a teacher-vs-student comparison can never differ
+merely because two code paths defined a metric differently.
+
+Conventions (each function's docstring says why):
+
+* Predicted label = ``argmax(probs) + 1`` (first level wins an exact tie, as ``np.argmax`` does).
+* Ranking score = expected level ``sum_k k * p_k``: it uses the whole distribution, so two items
+  with the same argmax are still ordered by how confident the model is.
+* A query is the pair ``(query, locale)``: the same query text in two locales is two queries.
+* Ties in a ranking score are scored by their *expectation under random tie-breaking*, never by
+  input order, so a metric cannot be gamed (or hurt) by how rows happen to be sorted. Scores are
+  compared after rounding to ``SCORE_DECIMALS`` decimals so that floating-point noise from
+  summing probabilities (``0.1 + 0.2`` vs ``0.3``) does not break a real tie.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+# Scores equal to this many decimals are a tie (absorbs float noise of summed probabilities).
+SCORE_DECIMALS = 9
+# Probability rows must sum to 1 within this (same tolerance as the Parquet contract's probs).
+PROBS_TOLERANCE = 1e-3
+NDCG_K = 20
+PRECISION_K = 8
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------------
+
+
+def _labels(y: ArrayLike, levels: int | None = None, name: str = "y_true") -> IntArray:
+    """Labels as a 1-D int64 array, checked to be whole numbers (and within 1..levels if given)."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        as_float = arr.astype(np.float64)
+        if not np.all(np.isfinite(as_float)) or np.any(as_float != np.round(as_float)):
+            raise ValueError(f"{name} must hold whole-number labels")
+    out = arr.astype(np.int64)
+    if levels is not None and out.size and (out.min() < 1 or out.max() > levels):
+        raise ValueError(f"{name} must lie in 1..{levels}, got {out.min()}..{out.max()}")
+    return out
+
+
+def _probs(probs: ArrayLike, levels: int, n: int) -> FloatArray:
+    """Probabilities as an (n, levels) float64 array of non-negative rows that sum to 1."""
+    arr = np.asarray(probs, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape != (n, levels):
+        raise ValueError(f"probs must have shape ({n}, {levels}), got {arr.shape}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError("probs must be finite and non-negative")
+    if n and np.any(np.abs(arr.sum(axis=1) - 1.0) > PROBS_TOLERANCE):
+        raise ValueError(f"every probs row must sum to 1 (tolerance {PROBS_TOLERANCE})")
+    return arr
+
+
+def _scores(scores: ArrayLike, n: int) -> FloatArray:
+    arr = np.asarray(scores, dtype=np.float64)
+    if arr.shape != (n,):
+        raise ValueError(f"scores must have shape ({n},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("scores must be finite")
+    return arr
+
+
+def _check_levels(levels: int) -> None:
+    if levels < 2:
+        raise ValueError(f"levels must be >= 2, got {levels}")
+
+
+def default_relevant_level(levels: int) -> int:
+    """The lowest label that counts as relevant for precision@k: ``K - 1`` (never below 2).
+
+    With Pinterest's 5 levels that is 4 and above ("highly relevant" and "excellent"), with
+    CrowdFlower's 4 levels 3 and above: the top two grades, which is what a user would accept
+    in the first screen of results. The floor of 2 keeps ``K = 2`` meaningful (level 1 is
+    always "not relevant").
+    """
+    _check_levels(levels)
+    return max(levels - 1, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# Point-wise metrics
+# --------------------------------------------------------------------------------------------
+
+
+def expected_score(probs: ArrayLike) -> FloatArray:
+    """Expected relevance level ``sum_k k * p_k`` per row (levels numbered from 1).
+
+    This is the ranking score of every ranking metric here: unlike the argmax it is continuous,
+    so it orders items within a predicted grade by the model's confidence.
+    """
+    arr = np.asarray(probs, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"probs must be 2-D, got shape {arr.shape}")
+    return arr @ np.arange(1, arr.shape[1] + 1, dtype=np.float64)
+
+
+def predicted_labels(probs: ArrayLike) -> IntArray:
+    """Argmax level per row, numbered from 1; an exact tie goes to the lower level."""
+    arr = np.asarray(probs, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"probs must be 2-D, got shape {arr.shape}")
+    return np.argmax(arr, axis=1).astype(np.int64) + 1
+
+
+def prob_at_least(probs: ArrayLike, threshold: int) -> FloatArray:
+    """``P(label >= threshold)`` per row: the sum of the probabilities from that level up.
+
+    This is the natural score for the binary question "is this at least level t?", so each
+    AUROC binarisation is scored by the probability mass the model puts on the positive side.
+    """
+    arr = np.asarray(probs, dtype=np.float64)
+    if arr.ndim != 2 or not 1 <= threshold <= arr.shape[1]:
+        raise ValueError(f"threshold must lie in 1..{arr.shape[1] if arr.ndim == 2 else '?'}")
+    return arr[:, threshold - 1 :].sum(axis=1)
+
+
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Share of rows whose predicted label equals the true label (exact-grade accuracy)."""
+    t = _labels(y_true)
+    p = _labels(y_pred, name="y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {t.size} vs {p.size}")
+    if t.size == 0:
+        raise ValueError("accuracy of no rows is undefined")
+    return float(np.mean(t == p))
+
+
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, levels: int) -> IntArray:
+    """Counts of (true level, predicted level): a ``levels x levels`` matrix, rows = truth.
+
+    Row ``i`` (0-based) holds the rows whose true label is ``i + 1``; column ``j`` those predicted
+    ``j + 1``. Every level gets a row and a column even when absent, so matrices of two models
+    on the same data always line up.
+    """
+    _check_levels(levels)
+    t = _labels(y_true, levels)
+    p = _labels(y_pred, levels, name="y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {t.size} vs {p.size}")
+    flat = (t - 1) * levels + (p - 1)
+    return np.bincount(flat, minlength=levels * levels).reshape(levels, levels).astype(np.int64)
+
+
+def quadratic_weighted_kappa(y_true: ArrayLike, y_pred: ArrayLike, levels: int) -> float | None:
+    """Cohen's kappa with quadratic weights ``(i - j)^2 / (K - 1)^2``: agreement beyond chance.
+
+    Why: accuracy treats predicting 4 for a true 5 as badly as predicting 1; the quadratic
+    weights charge the squared distance between grades, and the chance correction (expected
+    disagreement from the two marginals) keeps a model that always predicts the majority grade
+    near 0. ``kappa = 1 - sum(W * O) / sum(W * E)`` with ``O`` the confusion matrix and
+    ``E = outer(row totals, column totals) / n``. Returns None when chance disagreement is 0
+    (both raters constant on the same level), where kappa is 0/0.
+    """
+    observed = confusion_matrix(y_true, y_pred, levels).astype(np.float64)
+    n = observed.sum()
+    if n == 0:
+        return None
+    idx = np.arange(levels, dtype=np.float64)
+    weights = (idx[:, None] - idx[None, :]) ** 2 / (levels - 1) ** 2
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / n
+    denom = float((weights * expected).sum())
+    if denom == 0.0:
+        return None
+    return float(1.0 - (weights * observed).sum() / denom)
+
+
+def _midranks(values: FloatArray) -> FloatArray:
+    """1-based ranks with ties given the mean of the ranks they span (as scipy's rankdata)."""
+    order = np.argsort(values, kind="stable")
+    sorted_vals = values[order]
+    n = values.size
+    # Start of each run of equal values in sorted order.
+    starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
+    ends = np.r_[starts[1:], n]  # exclusive
+    run_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 .. ends
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = np.repeat(run_rank, ends - starts)
+    return ranks
+
+
+def auroc(positive: ArrayLike, scores: ArrayLike) -> float | None:
+    """Area under the ROC curve via the Mann–Whitney U statistic; None with one class only.
+
+    ``AUC = (R_pos - n_pos (n_pos + 1) / 2) / (n_pos * n_neg)`` where ``R_pos`` is the sum of
+    the midranks of the positives. Midranks count a positive/negative pair with equal scores
+    as half a win, which is exactly the area under the ROC curve with tied points joined by a
+    straight line (what sklearn's ``roc_auc_score`` reports). Scores are rounded to
+    ``SCORE_DECIMALS`` first so float noise does not split a tie.
+    """
+    pos = np.asarray(positive)
+    if pos.ndim != 1:
+        raise ValueError(f"positive must be 1-D, got shape {pos.shape}")
+    pos = pos.astype(bool)
+    s = np.round(_scores(scores, pos.size), SCORE_DECIMALS)
+    n_pos = int(pos.sum())
+    n_neg = int(pos.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return None
+    r_pos = float(_midranks(s)[pos].sum())
+    return (r_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+# --------------------------------------------------------------------------------------------
+# Ranking metrics (one query)
+# --------------------------------------------------------------------------------------------
+
+
+def _tie_groups(scores: FloatArray) -> tuple[IntArray, IntArray]:
+    """Order by descending score and the tie-group id of each position in that order.
+
+    Items in one tie group are interchangeable: callers average a per-item quantity over the
+    group, which is the expectation under a uniformly random order within ties.
+    """
+    rounded = np.round(scores, SCORE_DECIMALS)
+    order = np.argsort(-rounded, kind="stable").astype(np.int64)
+    sorted_vals = rounded[order]
+    new_group = np.r_[True, sorted_vals[1:] != sorted_vals[:-1]]
+    return order, (np.cumsum(new_group) - 1).astype(np.int64)
+
+
+def _expected_at_positions(values: FloatArray, scores: FloatArray, weights: FloatArray) -> float:
+    """``E[sum_pos weights[pos] * values[item at pos]]`` under random tie-breaking.
+
+    Within a tie group every item is equally likely at every position the group spans, so the
+    expectation replaces each item's value by its group's mean value.
+    """
+    order, group = _tie_groups(scores)
+    sorted_vals = values[order]
+    group_mean = np.bincount(group, weights=sorted_vals) / np.bincount(group)
+    return float(np.dot(group_mean[group], weights))
+
+
+def gain(labels: ArrayLike) -> FloatArray:
+    """Graded gain ``2^(label - 1) - 1``: level 1 (irrelevant) gains 0, each grade doubles.
+
+    The exponential gain (Burges et al., the usual nDCG) rewards putting the best grades on
+    top much more than shuffling the middle ones; subtracting 1 makes "not relevant" worth
+    nothing, so a ranking of only irrelevant items has no DCG to speak of.
+    """
+    return np.exp2(_labels(labels).astype(np.float64) - 1.0) - 1.0
+
+
+def _discounts(n: int, k: int) -> FloatArray:
+    """``1 / log2(rank + 1)`` for ranks 1..n, zero past rank k (the cut-off)."""
+    ranks = np.arange(1, n + 1, dtype=np.float64)
+    return np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
+
+
+def ndcg_at_k(labels: ArrayLike, scores: ArrayLike, k: int = NDCG_K) -> float | None:
+    """nDCG@k of one query's items, ranked by ``scores`` (descending); None if all labels equal.
+
+    ``DCG@k = sum_{rank <= k} gain(label) / log2(rank + 1)`` with ``gain`` =
+    ``2^(label - 1) - 1``; normalised by the DCG@k of the items sorted by true label.
+    Ties in ``scores`` are scored as the expected DCG over all orders of the tied items (each
+    equally likely), so input order never matters and a constant score earns the average of
+    all rankings. A query whose items all share one label carries no ranking signal (every
+    order is ideal, or the ideal DCG is 0), so it is undefined here and skipped in the mean.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    lab = _labels(labels)
+    s = _scores(scores, lab.size)
+    if lab.size == 0 or np.all(lab == lab[0]):
+        return None
+    g = gain(lab)
+    disc = _discounts(lab.size, k)
+    ideal = float(np.dot(np.sort(g)[::-1], disc))
+    if ideal == 0.0:  # only possible with labels below 1; kept for safety
+        return None
+    return _expected_at_positions(g, s, disc) / ideal
+
+
+def precision_at_k(relevant: ArrayLike, scores: ArrayLike, k: int = PRECISION_K) -> float:
+    """Share of relevant items among the top ``min(k, n)`` of one query, ranked by ``scores``.
+
+    The denominator is ``min(k, n)``: a query with fewer than ``k`` candidates can show only
+    ``n`` results, and the metric should judge the ranking, not the size of the candidate set.
+    Ties that straddle the cut-off count by expectation under random tie-breaking.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    rel = np.asarray(relevant)
+    if rel.ndim != 1 or rel.size == 0:
+        raise ValueError("relevant must be a non-empty 1-D array")
+    s = _scores(scores, rel.size)
+    top = min(k, rel.size)
+    in_top = (np.arange(rel.size) < top).astype(np.float64)
+    return _expected_at_positions(rel.astype(np.float64), s, in_top) / top
+
+
+# --------------------------------------------------------------------------------------------
+# Ranking metrics (all queries)
+# --------------------------------------------------------------------------------------------
+
+
+def query_groups(queries: ArrayLike, locales: ArrayLike) -> list[tuple[str, str, IntArray]]:
+    """Row indices of each ``(locale, query)`` pair, sorted by locale then query (deterministic)."""
+    q = np.asarray(queries, dtype=object)
+    loc = np.asarray(locales, dtype=object)
+    if q.ndim != 1 or q.shape != loc.shape:
+        raise ValueError(f"queries and locales must be 1-D of equal length: {q.shape}, {loc.shape}")
+    frame = pd.DataFrame({"locale": loc.astype(str), "query": q.astype(str)})
+    indices = frame.groupby(["locale", "query"], sort=True).indices
+    return [
+        (str(key[1]), str(key[0]), np.asarray(idx, dtype=np.int64))
+        for key, idx in sorted(indices.items())
+    ]
+
+
+class NdcgSummary(NamedTuple):
+    mean: float | None  # mean nDCG@k over queries with at least two distinct labels
+    queries: int  # queries in the mean
+    skipped: int  # queries whose items all share one label
+
+
+def mean_ndcg_at_k(
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    queries: ArrayLike,
+    locales: ArrayLike,
+    k: int = NDCG_K,
+) -> NdcgSummary:
+    """Mean nDCG@k over ``(query, locale)`` groups, each query weighted equally.
+
+    Equal weight per query (not per item) because the user experience is per query: a head
+    query with 200 judged items should not drown out 20 tail queries.
+    """
+    lab = _labels(y_true)
+    s = _scores(scores, lab.size)
+    values: list[float] = []
+    skipped = 0
+    for _, _, idx in query_groups(queries, locales):
+        v = ndcg_at_k(lab[idx], s[idx], k)
+        if v is None:
+            skipped += 1
+        else:
+            values.append(v)
+    return NdcgSummary(float(np.mean(values)) if values else None, len(values), skipped)
+
+
+class PrecisionSummary(NamedTuple):
+    by_locale: dict[str, float]  # mean precision@k over the locale's queries
+    queries: dict[str, int]  # queries per locale
+
+
+def precision_at_k_by_locale(
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    queries: ArrayLike,
+    locales: ArrayLike,
+    *,
+    relevant_level: int,
+    k: int = PRECISION_K,
+) -> PrecisionSummary:
+    """Mean precision@k over the queries of each locale; relevant = ``label >= relevant_level``.
+
+    Per locale because relevance quality differs by market and a global mean would be
+    dominated by the largest one. Queries with no relevant item stay in (their precision is 0
+    for every model), so every model is averaged over the same queries.
+    """
+    lab = _labels(y_true)
+    s = _scores(scores, lab.size)
+    relevant = lab >= relevant_level
+    per_locale: dict[str, list[float]] = {}
+    for _, locale, idx in query_groups(queries, locales):
+        per_locale.setdefault(locale, []).append(precision_at_k(relevant[idx], s[idx], k))
+    return PrecisionSummary(
+        {loc: float(np.mean(v)) for loc, v in per_locale.items()},
+        {loc: len(v) for loc, v in per_locale.items()},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Everything at once
+# --------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    y_true: ArrayLike,
+    probs: ArrayLike,
+    queries: ArrayLike,
+    locales: ArrayLike,
+    levels: int,
+    *,
+    ndcg_k: int = NDCG_K,
+    precision_k: int = PRECISION_K,
+    relevant_level: int | None = None,
+) -> dict[str, Any]:
+    """All metrics of one model on one labelled set, as a JSON-serialisable dict.
+
+    Keys: ``n``, ``levels``, ``accuracy``, ``auroc_ge_t`` for ``t = 2..K`` (positive =
+    ``label >= t``, score = ``P(label >= t)``; None when one class only), ``ndcg_at_{k}``
+    (None when every query is skipped), ``ndcg_queries``, ``ndcg_queries_skipped``,
+    ``precision_at_{k}`` (locale -> mean), ``precision_at_{k}_queries`` (locale -> count),
+    ``relevant_level``, ``qwk`` (None when undefined), ``confusion_matrix`` (rows = truth),
+    ``mean_expected_score``, ``label_distribution`` and ``predicted_distribution`` (level as a
+    string -> count). Only Python scalars, lists, dicts and None, so ``json.dumps`` works.
+    """
+    _check_levels(levels)
+    lab = _labels(y_true, levels)
+    if lab.size == 0:
+        raise ValueError("cannot evaluate zero rows")
+    p = _probs(probs, levels, lab.size)
+    rel_level = default_relevant_level(levels) if relevant_level is None else relevant_level
+    if not 1 <= rel_level <= levels:
+        raise ValueError(f"relevant_level must lie in 1..{levels}, got {rel_level}")
+    pred = predicted_labels(p)
+    score = expected_score(p)
+
+    out: dict[str, Any] = {"n": int(lab.size), "levels": int(levels)}
+    out["accuracy"] = accuracy(lab, pred)
+    for t in range(2, levels + 1):
+        out[f"auroc_ge_{t}"] = auroc(lab >= t, prob_at_least(p, t))
+    ndcg = mean_ndcg_at_k(lab, score, queries, locales, ndcg_k)
+    out[f"ndcg_at_{ndcg_k}"] = ndcg.mean
+    out["ndcg_queries"] = ndcg.queries
+    out["ndcg_queries_skipped"] = ndcg.skipped
+    prec = precision_at_k_by_locale(
+        lab, score, queries, locales, relevant_level=rel_level, k=precision_k
+    )
+    out[f"precision_at_{precision_k}"] = prec.by_locale
+    out[f"precision_at_{precision_k}_queries"] = prec.queries
+    out["relevant_level"] = int(rel_level)
+    out["qwk"] = quadratic_weighted_kappa(lab, pred, levels)
+    out["confusion_matrix"] = confusion_matrix(lab, pred, levels).tolist()
+    out["mean_expected_score"] = float(score.mean())
+    counts = np.bincount(lab - 1, minlength=levels)
+    pred_counts = np.bincount(pred - 1, minlength=levels)
+    out["label_distribution"] = {str(i + 1): int(c) for i, c in enumerate(counts)}
+    out["predicted_distribution"] = {str(i + 1): int(c) for i, c in enumerate(pred_counts)}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+
+
+def _sort_key_suffix(key: str, prefix: str) -> int:
+    tail = key[len(prefix) :]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline metrics in display order, per-locale precision flattened to one column each."""
+    row: dict[str, Any] = {}
+    for key in ("n", "accuracy", "qwk"):
+        if key in metrics:
+            row[key] = metrics[key]
+    aurocs = [k for k in metrics if k.startswith("auroc_ge_")]
+    for key in sorted(aurocs, key=lambda k: _sort_key_suffix(k, "auroc_ge_")):
+        row[key] = metrics[key]
+    for key in metrics:
+        if key.startswith("ndcg_at_"):
+            row[key] = metrics[key]
+    if "ndcg_queries_skipped" in metrics:
+        row["ndcg_queries_skipped"] = metrics["ndcg_queries_skipped"]
+    for key, value in metrics.items():
+        if key.startswith("precision_at_") and isinstance(value, Mapping) and "queries" not in key:
+            for locale in sorted(value):
+                row[f"{key} {locale}"] = value[locale]
+    if "mean_expected_score" in metrics:
+        row["mean_expected_score"] = metrics["mean_expected_score"]
+    return row
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return "n/a" if math.isnan(float(value)) else f"{float(value):.4f}"
+    return str(value).replace("|", "\\|")
+
+
+def to_markdown(metrics: Mapping[str, Any]) -> str:
+    """A two-column markdown table (metric, value) of one model's headline metrics."""
+    lines = ["| metric | value |", "|---|---:|"]
+    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in _headline(metrics).items()]
+    return "\n".join(lines) + "\n"
+
+
+def compare_markdown(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """A markdown table with one row per model and one column per headline metric.
+
+    Columns are the union over models, in first-seen order; a metric a model lacks shows "—",
+    one it has but cannot define (None) shows "n/a".
+    """
+    heads = {name: _headline(m) for name, m in rows.items()}
+    columns: list[str] = []
+    for head in heads.values():
+        columns += [c for c in head if c not in columns]
+    lines = [
+        "| model | " + " | ".join(_cell(c) for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for name, head in heads.items():
+        cells = [_cell(head[c]) if c in head else "—" for c in columns]
+        lines.append(f"| {_cell(name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "NDCG_K",
+    "PRECISION_K",
+    "SCORE_DECIMALS",
+    "NdcgSummary",
+    "PrecisionSummary",
+    "accuracy",
+    "auroc",
+    "compare_markdown",
+    "confusion_matrix",
+    "default_relevant_level",
+    "evaluate",
+    "expected_score",
+    "gain",
+    "mean_ndcg_at_k",
+    "ndcg_at_k",
+    "precision_at_k",
+    "precision_at_k_by_locale",
+    "predicted_labels",
+    "prob_at_least",
+    "quadratic_weighted_kappa",
+    "query_groups",
+    "to_markdown",
+]

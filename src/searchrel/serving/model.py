@@ -1,0 +1,241 @@
+"""The student as a KServe model: one query and its candidate items in, relevance out.
+
+V1:  POST /v1/models/<name>:predict
+     {"instances": [{"query": "...", "locale": "en-US", "item_ids": ["a", "b"]}]}
+  -> {"predictions": [{"item_ids": [...], "probs": [[p1..pK], ...], "scores": [...],
+                        "model_version": "student-..."}]}
+V2:  POST /v2/models/<name>/infer with BYTES tensors "query" [1], "locale" [1] (optional),
+     "item_ids" [n]  ->  FP32 "probs" [n, K] and "scores" [n]; the version in parameters.
+Scores are expected relevance levels in [1, K], items in the order sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from searchrel.config import FeatureConfig, ServeConfig
+from searchrel.features.embedder import Embedder
+from searchrel.features.pairs import PairFeaturizer, assemble_inputs
+from searchrel.features.store import ItemStore
+from searchrel.request_log import RequestLogger
+from searchrel.schema import SCALAR_FEATURES
+from searchrel.serving import metrics
+from searchrel.student.model import ExportedStudent
+from searchrel.student.train import BUNDLE_STORE_DIR
+
+log = logging.getLogger(__name__)
+DEFAULT_LOCALE = "und"  # BCP 47 "undetermined", when a request names no locale
+
+
+@dataclass
+class ScoringRequest:
+    query: str
+    locale: str
+    item_ids: list[str]
+
+
+class StudentModel(Model):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        serve_cfg: ServeConfig,
+        feature_cfg: FeatureConfig,
+        request_log_dir: Path | None = None,
+    ):
+        super().__init__(serve_cfg.model_name)
+        self.model_dir = Path(model_dir)
+        self.cfg = serve_cfg
+        self.feature_cfg = feature_cfg
+        self.request_log_dir = request_log_dir
+        self.logger: RequestLogger | None = None
+        self.version = ""
+        self.ready = False
+
+    def load(self) -> bool:
+        """Ready only once the exported student and the item store are both loaded."""
+        self.student = ExportedStudent(self.model_dir)
+        self.store = ItemStore(self.model_dir / BUNDLE_STORE_DIR)
+        self.embedder = Embedder(
+            self.store.embedder_source,
+            self.feature_cfg.embed_batch_size,
+            self.feature_cfg.query_cache_size,
+        )
+        self.featurizer = PairFeaturizer(self.store, self.embedder, self.feature_cfg)
+        self.version = self.student.meta.version
+        if self.request_log_dir is not None:
+            self.logger = RequestLogger(self.request_log_dir, self.cfg.log_sample_rate)
+        metrics.MODEL_INFO.info(
+            {"model": self.name, "version": self.version, "items": str(len(self.store))}
+        )
+        self.ready = True
+        log.info("loaded %s (%d items) from %s", self.version, len(self.store), self.model_dir)
+        return self.ready
+
+    # ---- request parsing: every problem is a 400 with a message that says what is wrong ----
+
+    def _check(self, query: Any, locale: Any, item_ids: Any) -> ScoringRequest:
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInput("'query' must be a non-empty string")
+        if len(query) > self.cfg.max_query_chars:
+            raise InvalidInput(f"'query' is longer than {self.cfg.max_query_chars} characters")
+        if locale is None:
+            locale = DEFAULT_LOCALE
+        if not isinstance(locale, str) or len(locale) > 35:
+            raise InvalidInput("'locale' must be a language tag such as en-US")
+        if not isinstance(item_ids, list) or not item_ids:
+            raise InvalidInput("'item_ids' must be a non-empty list of item ids")
+        if len(item_ids) > self.cfg.max_candidates:
+            raise InvalidInput(
+                f"{len(item_ids)} candidates: at most {self.cfg.max_candidates} per request"
+            )
+        if not all(isinstance(i, str) for i in item_ids):
+            raise InvalidInput("'item_ids' must hold strings")
+        return ScoringRequest(query, locale, item_ids)
+
+    def _parse_v1(self, payload: Any) -> list[ScoringRequest]:
+        if isinstance(payload, bytes | bytearray):  # a JSON body sent without a JSON content type
+            try:
+                payload = json.loads(payload)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise InvalidInput(f"the request body is not JSON: {exc}") from exc
+        if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
+            raise InvalidInput('expected {"instances": [{"query", "locale", "item_ids"}]}')
+        instances = payload["instances"]
+        if not instances:
+            raise InvalidInput("'instances' is empty")
+        out = []
+        for inst in instances:
+            if not isinstance(inst, dict):
+                raise InvalidInput("each instance must be an object with query and item_ids")
+            out.append(self._check(inst.get("query"), inst.get("locale"), inst.get("item_ids")))
+        return out
+
+    def _parse_v2(self, request: InferRequest) -> ScoringRequest:
+        tensors: dict[str, list[str]] = {}
+        for tensor in request.inputs:
+            if tensor.datatype != "BYTES":
+                raise InvalidInput(f"input {tensor.name!r} must be BYTES, got {tensor.datatype}")
+            values = []
+            for v in tensor.data if isinstance(tensor.data, list) else []:
+                if isinstance(v, bytes):
+                    try:
+                        v = v.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise InvalidInput(f"input {tensor.name!r} is not valid UTF-8") from exc
+                values.append(v)
+            tensors[tensor.name] = values
+        if "query" not in tensors or "item_ids" not in tensors:
+            raise InvalidInput("V2 request needs BYTES inputs 'query' [1] and 'item_ids' [n]")
+        if len(tensors["query"]) != 1:
+            raise InvalidInput("input 'query' must hold exactly one string")
+        locale = tensors.get("locale", [DEFAULT_LOCALE])
+        return self._check(tensors["query"][0], locale[0] if locale else None, tensors["item_ids"])
+
+    # ---- scoring ----
+
+    def score(self, req: ScoringRequest) -> tuple[np.ndarray, np.ndarray]:
+        rows, missing = self.store.rows_of(req.item_ids)
+        if missing:
+            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise InvalidInput(f"{len(missing)} unknown item id(s): {shown}")
+        feats = self.featurizer.featurize(req.query, rows)
+        x = assemble_inputs(feats.query_embedding, feats.item_embeddings, feats.scalars)
+        probs = self.student.predict_proba(x)
+        scores = probs @ np.arange(1, probs.shape[1] + 1, dtype=np.float32)
+        metrics.CANDIDATES.observe(len(rows))
+        for s in scores:
+            metrics.SCORES.observe(float(s))
+        metrics.CACHE_HIT_RATIO.set(
+            self.embedder.cache_hits / max(1, self.embedder.cache_hits + self.embedder.cache_misses)
+        )
+        if self.logger is not None:
+            self._log(req, feats.query_embedding, feats.scalars, probs, scores)
+        return probs, scores
+
+    def _log(
+        self,
+        req: ScoringRequest,
+        qvec: np.ndarray,
+        scalars: np.ndarray,
+        probs: np.ndarray,
+        scores: np.ndarray,
+    ) -> None:
+        assert self.logger is not None
+        request_id, ts, q = uuid.uuid4().hex, time.time(), qvec.tolist()
+        self.logger.log(
+            [
+                {
+                    "ts": ts,
+                    "request_id": request_id,
+                    "query": req.query,
+                    "locale": req.locale,
+                    "item_id": item_id,
+                    "query_embedding": q,
+                    **{n: float(scalars[j, k]) for k, n in enumerate(SCALAR_FEATURES)},
+                    "probs": probs[j].tolist(),
+                    "expected_score": float(scores[j]),
+                    "model_version": self.version,
+                }
+                for j, item_id in enumerate(req.item_ids)
+            ]
+        )
+
+    def predict(
+        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict[str, Any] | InferResponse:
+        protocol = "v2" if isinstance(payload, InferRequest) else "v1"
+        started = time.perf_counter()
+        try:
+            if isinstance(payload, InferRequest):
+                response: dict[str, Any] | InferResponse = self._predict_v2(payload)
+            else:
+                response = self._predict_v1(payload)
+        except InvalidInput:
+            metrics.REQUESTS.labels(protocol=protocol, status="400").inc()
+            raise
+        except Exception:
+            metrics.REQUESTS.labels(protocol=protocol, status="500").inc()
+            raise
+        metrics.REQUESTS.labels(protocol=protocol, status="200").inc()
+        metrics.LATENCY.labels(protocol=protocol).observe(time.perf_counter() - started)
+        return response
+
+    def _predict_v1(self, payload: Any) -> dict[str, Any]:
+        predictions = []
+        for req in self._parse_v1(payload):
+            probs, scores = self.score(req)
+            predictions.append(
+                {
+                    "item_ids": req.item_ids,
+                    "probs": probs.round(6).tolist(),
+                    "scores": scores.round(6).tolist(),
+                    "model_version": self.version,
+                }
+            )
+        return {"predictions": predictions}
+
+    def _predict_v2(self, request: InferRequest) -> InferResponse:
+        req = self._parse_v2(request)
+        probs, scores = self.score(req)
+        outputs = [
+            InferOutput("probs", list(probs.shape), "FP32", probs.ravel().tolist()),
+            InferOutput("scores", [len(scores)], "FP32", scores.tolist()),
+        ]
+        return InferResponse(
+            response_id=request.id or uuid.uuid4().hex,
+            model_name=self.name,
+            infer_outputs=outputs,
+            model_version=self.version,
+            parameters={"model_version": self.version},
+        )

@@ -1,0 +1,41 @@
+"""Score the exported student on held-out human judgments (the test queries)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from searchrel import metrics
+from searchrel.student.dataset import load_feature_rows
+from searchrel.student.model import ExportedStudent
+
+
+def evaluate_student(
+    student_dir: Path, features_path: Path, out_dir: Path, split: str = "test"
+) -> dict[str, Any]:
+    student = ExportedStudent(student_dir)
+    rows = load_feature_rows(features_path, student.meta.levels)
+    rows = rows.subset((rows.split == split) & (rows.source == "human"))
+    if len(rows) == 0:
+        raise ValueError(f"no human-labelled rows in the {split!r} split")
+    probs = student.predict_proba(rows.x)
+    result = metrics.evaluate(
+        rows.target.argmax(axis=1) + 1,
+        probs,
+        list(rows.query),
+        list(rows.locale),
+        student.meta.levels,
+    )
+    result["model_version"] = student.meta.version
+    result["split"] = split
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    (out_dir / "metrics.md").write_text(metrics.to_markdown(result), encoding="utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    from searchrel.cli import module_main
+
+    module_main("student", "evaluate")

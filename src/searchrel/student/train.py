@@ -1,0 +1,139 @@
+"""Distil the teacher into the student: soft labels from the teacher, hard labels from humans.
+
+Loss = (1 - h) * CE(teacher distribution) + h * CE(human label), h = student.human_weight;
+batches are index slices of tensors, so an epoch costs a handful of matrix multiplications.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from searchrel.config import Config
+from searchrel.features.store import ItemStore
+from searchrel.schema import SCALAR_FEATURES
+from searchrel.student.dataset import FeatureRows, load_feature_rows
+from searchrel.student.model import ExportedStudent, StudentMeta, StudentNet, export_student
+
+log = logging.getLogger(__name__)
+BUNDLE_STORE_DIR = "item_store"  # where the server looks for the store inside the bundle
+
+
+def row_weights(rows: FeatureRows, human_weight: float) -> np.ndarray:
+    """Per-row loss weights giving humans and teacher their configured shares of the loss."""
+    human = rows.source == "human"
+    n_h, n_t = int(human.sum()), int((~human).sum())
+    if n_h == 0 or n_t == 0:  # one source only: it takes the whole loss
+        return rows.weight / max(len(rows), 1)
+    share = np.where(human, human_weight / n_h, (1 - human_weight) / n_t)
+    return (rows.weight * share).astype(np.float32)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return -(target * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
+
+
+def train_student(
+    features_path: Path, store_dir: Path, out_dir: Path, cfg: Config
+) -> dict[str, Any]:
+    scfg, levels = cfg.student, cfg.data.levels
+    started = time.perf_counter()
+    torch.manual_seed(scfg.seed)
+    rows = load_feature_rows(features_path, levels)
+    train = rows.subset(rows.split == "train")
+    val = rows.subset((rows.split == "val") & (rows.source == "human"))
+    if len(val) == 0:
+        val = rows.subset(rows.split == "val")
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError("the student needs rows in both the train and the val split")
+
+    net = StudentNet(train.x.shape[1], list(scfg.hidden), levels, scfg.dropout)
+    net.set_normalisation(train.x)
+    x = torch.from_numpy(train.x)
+    y = torch.from_numpy(train.target)
+    w = torch.from_numpy(row_weights(train, scfg.human_weight))
+    xv, yv = torch.from_numpy(val.x), torch.from_numpy(val.target)
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=scfg.learning_rate, weight_decay=scfg.weight_decay
+    )
+    gen = torch.Generator().manual_seed(scfg.seed)
+    history: list[dict[str, float]] = []
+    best, best_state, bad = float("inf"), None, 0
+    bar = tqdm(range(scfg.epochs), desc="student", unit="epoch")
+    for epoch in bar:
+        net.train()
+        order = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for start in range(0, len(x), scfg.batch_size):
+            idx = order[start : start + scfg.batch_size]
+            wb = w[idx]
+            loss = (soft_cross_entropy(net.logits(x[idx]), y[idx]) * wb).sum() / wb.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+        net.eval()
+        with torch.inference_mode():
+            val_loss = float(soft_cross_entropy(net.logits(xv), yv).mean())
+        history.append({"epoch": epoch + 1, "train_loss": total / len(x), "val_loss": val_loss})
+        bar.set_postfix(val_loss=f"{val_loss:.3f}")
+        if val_loss < best - 1e-4:
+            best, bad = val_loss, 0
+            best_state = {k: v.clone() for k, v in net.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= scfg.patience:
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+
+    store = ItemStore(store_dir)
+    meta = StudentMeta(
+        levels=levels,
+        in_dim=train.x.shape[1],
+        embedding_dim=train.embedding_dim,
+        scalar_features=list(SCALAR_FEATURES),
+        hidden=list(scfg.hidden),
+        embedder=store.embedder_source,
+        history=history,
+    )
+    meta = export_student(net, meta, out_dir)
+    # The serving bundle is self-contained: the student and the item store it reads.
+    shutil.copytree(store_dir, out_dir / BUNDLE_STORE_DIR, dirs_exist_ok=True)
+    # The exported program must give what the trained network gives.
+    exported = ExportedStudent(out_dir)
+    with torch.inference_mode():
+        eager = net(xv).numpy()
+    max_diff = float(np.abs(exported.predict_proba(val.x) - eager).max())
+    if max_diff > 1e-5:
+        raise RuntimeError(f"exported student differs from the trained one by {max_diff}")
+    summary = {
+        "stage": "student-train",
+        "student_version": meta.version,
+        "train_rows": len(train),
+        "train_rows_by_source": {s: int((train.source == s).sum()) for s in ("human", "teacher")},
+        "val_rows": len(val),
+        "epochs_run": len(history),
+        "best_val_loss": best,
+        "export_max_abs_diff": max_diff,
+        "in_dim": meta.in_dim,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    log.info("student trained: %s", summary)
+    return summary
+
+
+if __name__ == "__main__":
+    from searchrel.cli import module_main
+
+    module_main("student", "train")

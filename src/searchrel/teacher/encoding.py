@@ -1,0 +1,73 @@
+"""Turning (query, item) into the teacher's input: query, separator, item text.
+
+The item text is a template over the configured fields; each field is cut to a token budget
+*before* the pair is assembled, so a long description cannot crowd out the caption or the
+engaged queries. Works with any fast tokenizer (encoders and decoders alike).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from transformers import BatchEncoding, PreTrainedTokenizerBase
+
+from searchrel.text import FIELD_LABELS, clean_text, field_text
+
+
+def _cut_to_tokens(tokenizer: PreTrainedTokenizerBase, texts: list[str], budget: int) -> list[str]:
+    """Each text cut at the end of its `budget`-th token (character offsets keep it exact)."""
+    if not texts:
+        return []
+    enc = tokenizer(
+        texts,
+        add_special_tokens=False,
+        truncation=True,
+        max_length=budget,
+        return_offsets_mapping=True,
+    )
+    out = []
+    for text, offsets in zip(texts, enc["offset_mapping"], strict=True):
+        end = max((e for _, e in offsets), default=0)
+        out.append(text[:end].strip())
+    return out
+
+
+def item_texts(
+    tokenizer: PreTrainedTokenizerBase,
+    items: Sequence[Mapping[str, Any]],
+    fields: Sequence[str],
+    field_max_tokens: int,
+) -> list[str]:
+    """The teacher's item text for each item, fields in order, each within its token budget."""
+    per_field = {
+        name: _cut_to_tokens(
+            tokenizer, [field_text(item, name) for item in items], field_max_tokens
+        )
+        for name in fields
+    }
+    texts = []
+    for i in range(len(items)):
+        parts = [
+            f"{FIELD_LABELS.get(name, name)}: {per_field[name][i]}"
+            for name in fields
+            if per_field[name][i]
+        ]
+        texts.append(" | ".join(parts))
+    return texts
+
+
+def encode_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    queries: Sequence[str],
+    texts: Sequence[str],
+    max_length: int,
+) -> BatchEncoding:
+    """Tokenize query/item pairs without padding (batches pad dynamically)."""
+    return tokenizer(
+        [clean_text(q) for q in queries],
+        list(texts),
+        truncation="only_second",
+        max_length=max_length,
+        padding=False,
+    )

@@ -1,0 +1,57 @@
+"""Score the teacher on held-out human judgments (the test queries)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchrel import metrics
+from searchrel.config import Config
+from searchrel.pairs import join_items
+from searchrel.splits import split_of
+from searchrel.tables import read_table
+from searchrel.teacher.model import TeacherScorer
+
+
+def evaluate_teacher(
+    teacher_dir: Path,
+    items_path: Path,
+    judgments_path: Path,
+    out_dir: Path,
+    cfg: Config,
+    split: str = "test",
+) -> dict[str, Any]:
+    scorer = TeacherScorer(teacher_dir)
+    levels = scorer.meta.levels
+    items = read_table(items_path, "items")
+    judgments = read_table(judgments_path, "judgments", levels)
+    joined = join_items(judgments.table, items.table, "judgments")
+    rows = joined.pairs.to_pylist()
+    keep = [i for i, r in enumerate(rows) if split_of(r["query"], cfg.data) == split]
+    if not keep:
+        raise ValueError(f"no judgments fall in the {split!r} split")
+    rows = [rows[i] for i in keep]
+    texts = scorer.item_texts([joined.items[i] for i in keep])
+    probs = scorer.predict_proba([r["query"] for r in rows], texts, cfg.teacher.label_batch_size)
+    result = metrics.evaluate(
+        np.array([r["label"] for r in rows]),
+        probs,
+        [r["query"] for r in rows],
+        [r["locale"] for r in rows],
+        levels,
+    )
+    result["model_version"] = scorer.version
+    result["split"] = split
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    (out_dir / "metrics.md").write_text(metrics.to_markdown(result), encoding="utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    from searchrel.cli import module_main
+
+    module_main("teacher", "evaluate")

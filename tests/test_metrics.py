@@ -1,0 +1,399 @@
+"""Every metric of searchrel.metrics against hand-computed values (arithmetic in the comments)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
+
+from searchrel import metrics as m
+
+LOG2_3 = math.log2(3)  # 1.5849625..., the discount denominator of rank 2
+
+
+# --------------------------------------------------------------------------------------------
+# Point-wise helpers
+# --------------------------------------------------------------------------------------------
+
+
+def test_expected_score_and_argmax() -> None:
+    probs = [[0.2, 0.3, 0.5], [0.5, 0.5, 0.0]]
+    # row 0: 1*0.2 + 2*0.3 + 3*0.5 = 0.2 + 0.6 + 1.5 = 2.3
+    # row 1: 1*0.5 + 2*0.5 + 3*0.0 = 1.5
+    assert m.expected_score(probs) == pytest.approx([2.3, 1.5])
+    # argmax + 1; the exact tie of row 1 goes to the lower level
+    assert m.predicted_labels(probs).tolist() == [3, 1]
+
+
+def test_prob_at_least() -> None:
+    probs = [[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]]
+    assert m.prob_at_least(probs, 1) == pytest.approx([1.0, 1.0])
+    assert m.prob_at_least(probs, 2) == pytest.approx([0.9, 0.4])  # 0.2 + 0.7, 0.3 + 0.1
+    assert m.prob_at_least(probs, 3) == pytest.approx([0.7, 0.1])
+    with pytest.raises(ValueError):
+        m.prob_at_least(probs, 4)
+
+
+def test_accuracy() -> None:
+    # 3 of 4 match (the third row: 3 vs 2)
+    assert m.accuracy([1, 2, 3, 3], [1, 2, 2, 3]) == pytest.approx(0.75)
+    with pytest.raises(ValueError):
+        m.accuracy([1, 2], [1])
+
+
+def test_confusion_matrix_rows_are_truth() -> None:
+    cm = m.confusion_matrix([1, 1, 2, 3], [2, 1, 2, 3], levels=4)
+    # truth 1 -> predicted 2 once and 1 once; truth 2 -> 2; truth 3 -> 3; level 4 absent
+    assert cm.tolist() == [
+        [1, 1, 0, 0],
+        [0, 1, 0, 0],
+        [0, 0, 1, 0],
+        [0, 0, 0, 0],
+    ]
+    # asymmetric on purpose: (truth 1, pred 2) is counted, (truth 2, pred 1) is not
+    assert cm[0, 1] == 1 and cm[1, 0] == 0
+    with pytest.raises(ValueError):
+        m.confusion_matrix([1, 5], [1, 1], levels=4)
+
+
+# --------------------------------------------------------------------------------------------
+# Quadratic weighted kappa
+# --------------------------------------------------------------------------------------------
+
+
+def test_qwk_perfect_agreement_is_one() -> None:
+    assert m.quadratic_weighted_kappa([1, 2, 3, 4, 4], [1, 2, 3, 4, 4], levels=4) == 1.0
+
+
+def test_qwk_hand_computed() -> None:
+    y_true, y_pred = [1, 2, 3, 3], [1, 3, 3, 2]
+    # O (rows truth): O[0,0]=1, O[1,2]=1, O[2,2]=1, O[2,1]=1
+    # W = (i-j)^2 / (K-1)^2 = (i-j)^2 / 4: W[1,2] = W[2,1] = 1/4, W[0,2] = W[2,0] = 1
+    # sum W*O = 1/4 + 1/4 = 0.5
+    # row totals r = [1, 1, 2], column totals c = [1, 1, 2], n = 4, E = r c^T / 4:
+    #   [[.25, .25, .5], [.25, .25, .5], [.5, .5, 1]]
+    # sum W*E = .25*.25 + 1*.5 + .25*.25 + .25*.5 + 1*.5 + .25*.5 = 1.375
+    # kappa = 1 - 0.5 / 1.375 = 1 - 4/11 = 7/11
+    kappa = m.quadratic_weighted_kappa(y_true, y_pred, levels=3)
+    assert kappa == pytest.approx(7 / 11)
+    assert kappa == pytest.approx(cohen_kappa_score(y_true, y_pred, weights="quadratic"))
+
+
+def test_qwk_matches_sklearn_on_random_data() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y_true = rng.integers(1, 6, size=200)
+        y_pred = np.clip(y_true + rng.integers(-2, 3, size=200), 1, 5)
+        ours = m.quadratic_weighted_kappa(y_true, y_pred, levels=5)
+        ref = cohen_kappa_score(y_true, y_pred, weights="quadratic", labels=[1, 2, 3, 4, 5])
+        assert ours == pytest.approx(ref)
+
+
+def test_qwk_undefined_when_both_raters_constant() -> None:
+    # E has all its mass on (2, 2) where W = 0: 0/0
+    assert m.quadratic_weighted_kappa([2, 2, 2], [2, 2, 2], levels=3) is None
+
+
+# --------------------------------------------------------------------------------------------
+# AUROC
+# --------------------------------------------------------------------------------------------
+
+
+def test_auroc_with_tied_scores() -> None:
+    positive = [1, 1, 0, 0, 0]
+    scores = [0.8, 0.5, 0.5, 0.2, 0.9]
+    # pairs (pos, neg): 0.8 beats 0.5 and 0.2, loses to 0.9 -> 2
+    #                   0.5 ties 0.5 (half), beats 0.2, loses to 0.9 -> 1.5
+    # 3.5 wins over 2*3 = 6 pairs -> 7/12
+    # midranks: 0.2 -> 1, 0.5 0.5 -> 2.5, 0.8 -> 4, 0.9 -> 5; R_pos = 4 + 2.5 = 6.5
+    # (6.5 - 2*3/2) / 6 = 3.5 / 6
+    assert m.auroc(positive, scores) == pytest.approx(7 / 12)
+    assert m.auroc(positive, scores) == pytest.approx(roc_auc_score(positive, scores))
+
+
+def test_auroc_perfect_reversed_constant_and_one_class() -> None:
+    assert m.auroc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert m.auroc([0, 0, 1, 1], [0.4, 0.3, 0.2, 0.1]) == 0.0
+    assert m.auroc([0, 0, 1, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5  # every pair half a win
+    assert m.auroc([1, 1, 1], [0.1, 0.2, 0.3]) is None
+    assert m.auroc([0, 0], [0.1, 0.2]) is None
+
+
+def test_auroc_float_noise_is_a_tie() -> None:
+    # 0.1 + 0.2 = 0.30000000000000004 != 0.3; after rounding it is a tie, so the AUC is 0.5
+    assert m.auroc([1, 0], [0.1 + 0.2, 0.3]) == 0.5
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auroc_matches_sklearn_on_random_data(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    positive = rng.random(500) < 0.3
+    continuous = rng.random(500) + 0.2 * positive
+    assert m.auroc(positive, continuous) == pytest.approx(roc_auc_score(positive, continuous))
+    coarse = np.round(continuous, 1)  # heavy ties
+    assert m.auroc(positive, coarse) == pytest.approx(roc_auc_score(positive, coarse))
+
+
+# --------------------------------------------------------------------------------------------
+# nDCG
+# --------------------------------------------------------------------------------------------
+
+
+def test_gain() -> None:
+    # 2^(label-1) - 1: 1 -> 0, 2 -> 1, 3 -> 3, 4 -> 7, 5 -> 15
+    assert m.gain([1, 2, 3, 4, 5]).tolist() == [0.0, 1.0, 3.0, 7.0, 15.0]
+
+
+def test_ndcg_perfect_and_reversed() -> None:
+    labels = [3, 2, 1]  # gains 3, 1, 0
+    assert m.ndcg_at_k(labels, [3.0, 2.0, 1.0]) == pytest.approx(1.0)
+    # reversed: order is label 1, 2, 3 -> DCG = 0/1 + 1/log2(3) + 3/log2(4) = 0.6309 + 1.5
+    # ideal:    3/1 + 1/log2(3) + 0/2 = 3.6309
+    expected = (1 / LOG2_3 + 3 / 2) / (3 + 1 / LOG2_3)  # = 0.58688...
+    assert m.ndcg_at_k(labels, [1.0, 2.0, 3.0]) == pytest.approx(expected)
+    assert expected == pytest.approx(2.13093 / 3.63093, abs=1e-5)  # 0.58688
+
+
+def test_ndcg_ties_are_expected_over_tie_orders() -> None:
+    # labels 3 and 1 with the same score: mean gain (3 + 0)/2 = 1.5 at ranks 1 and 2
+    # expected DCG = 1.5 * (1 + 1/log2(3)) = 2.44639; ideal = 3 -> 0.81546
+    # = average of the two orders: (1.0 + (3/log2(3))/3) / 2 = (1 + 0.63093) / 2
+    value = m.ndcg_at_k([3, 1], [0.5, 0.5])
+    assert value == pytest.approx(1.5 * (1 + 1 / LOG2_3) / 3)
+    assert value == pytest.approx((1.0 + 1 / LOG2_3) / 2)
+    # input order never matters
+    assert m.ndcg_at_k([1, 3], [0.5, 0.5]) == pytest.approx(value)
+
+
+def test_ndcg_ties_match_brute_force_over_permutations() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        labels = rng.integers(1, 5, size=6)
+        if np.all(labels == labels[0]):
+            continue
+        scores = rng.integers(0, 3, size=6).astype(float)  # many ties
+        for k in (1, 3, 20):
+            # every order consistent with the scores, equally likely
+            values = []
+            for perm in itertools.permutations(range(6)):
+                idx = np.array(perm)
+                if np.all(np.diff(scores[idx]) <= 0):
+                    gains = 2.0 ** (labels[idx] - 1) - 1
+                    disc = 1 / np.log2(np.arange(2, 8))
+                    ideal = np.sort(2.0 ** (labels - 1) - 1)[::-1]
+                    values.append(np.sum((gains * disc)[:k]) / np.sum((ideal * disc)[:k]))
+            assert m.ndcg_at_k(labels, scores, k) == pytest.approx(np.mean(values))
+
+
+def test_ndcg_cutoff() -> None:
+    labels, scores = [1, 1, 3], [3.0, 2.0, 1.0]
+    # k=2: top two are label 1 (gain 0) -> DCG 0; ideal 3 -> 0
+    assert m.ndcg_at_k(labels, scores, k=2) == 0.0
+    # k=3: 3/log2(4) = 1.5; ideal 3 -> 0.5
+    assert m.ndcg_at_k(labels, scores, k=3) == pytest.approx(0.5)
+    # a tie straddling the cut-off: all tied, k=1 -> mean gain (3+0+0)/3 = 1 at rank 1; ideal 3
+    assert m.ndcg_at_k([3, 1, 1], [1.0, 1.0, 1.0], k=1) == pytest.approx(1 / 3)
+
+
+def test_ndcg_single_level_query_is_undefined() -> None:
+    assert m.ndcg_at_k([2, 2, 2], [0.1, 0.5, 0.9]) is None
+    assert m.ndcg_at_k([1, 1], [0.1, 0.5]) is None  # ideal DCG 0
+    assert m.ndcg_at_k([4], [0.3]) is None
+
+
+def test_mean_ndcg_over_query_locale_groups_skips_single_level() -> None:
+    queries = ["a", "a", "a", "b", "b", "b", "c", "c", "a", "a"]
+    locales = ["en"] * 8 + ["de", "de"]
+    labels = [3, 2, 1, 3, 2, 1, 2, 2, 2, 1]
+    scores = [3, 2, 1, 1, 2, 3, 1, 2, 0, 1]
+    # (en, a): perfect -> 1.0
+    # (en, b): reversed -> 0.58688 (see test_ndcg_perfect_and_reversed)
+    # (en, c): both label 2 -> skipped
+    # (de, a): distinct from (en, a); labels [2, 1] ranked 1 then 2 -> (0 + 1/log2 3) / 1
+    summary = m.mean_ndcg_at_k(labels, scores, queries, locales, k=20)
+    reversed_ndcg = (1 / LOG2_3 + 3 / 2) / (3 + 1 / LOG2_3)
+    assert summary.mean == pytest.approx((1.0 + reversed_ndcg + 1 / LOG2_3) / 3)
+    assert summary.queries == 3
+    assert summary.skipped == 1
+
+
+def test_mean_ndcg_all_skipped_is_none() -> None:
+    summary = m.mean_ndcg_at_k([1, 1, 2], [0.1, 0.2, 0.3], ["a", "a", "b"], ["en"] * 3)
+    assert summary == m.NdcgSummary(None, 0, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# Precision@k
+# --------------------------------------------------------------------------------------------
+
+
+def test_precision_at_k_basic_and_short_list() -> None:
+    relevant = [1, 0, 1, 0, 0, 1, 0, 0, 0, 1]
+    scores = np.arange(10, 0, -1, dtype=float)  # already ranked
+    # top 8 hold items 0, 2, 5 relevant -> 3/8 (item 9 is cut off)
+    assert m.precision_at_k(relevant, scores, k=8) == pytest.approx(3 / 8)
+    # 3 items < k: denominator min(8, 3) = 3 -> 2/3, whatever the order
+    assert m.precision_at_k([1, 1, 0], [3.0, 2.0, 1.0], k=8) == pytest.approx(2 / 3)
+    assert m.precision_at_k([0, 1, 1], [3.0, 2.0, 1.0], k=8) == pytest.approx(2 / 3)
+
+
+def test_precision_at_k_ties_straddling_cutoff() -> None:
+    # all three tied, k=1: rank 1 is relevant with probability 1/3
+    assert m.precision_at_k([1, 0, 0], [1.0, 1.0, 1.0], k=1) == pytest.approx(1 / 3)
+    # k=2: item 0 (relevant) surely in, plus one of three tied items (1 of 3 relevant)
+    # (1 + 1/3) / 2 = 2/3
+    assert m.precision_at_k([1, 1, 0, 0], [2.0, 1.0, 1.0, 1.0], k=2) == pytest.approx(2 / 3)
+
+
+def test_precision_by_locale_with_fewer_than_8_items() -> None:
+    queries = ["q1"] * 10 + ["q2"] * 3 + ["q1"] * 2
+    locales = ["en"] * 13 + ["de"] * 2
+    labels = [*(5, 1, 4, 2, 3, 4, 1, 1, 1, 5), *(5, 4, 1), *(3, 1)]  # en q1 | en q2 | de q1
+    scores = [*range(10, 0, -1), *(3, 2, 1), *(2, 1)]
+    # relevant = label >= 4
+    # (en, q1): top 8 labels 5 1 4 2 3 4 1 1 -> 3 relevant -> 3/8
+    # (en, q2): 3 items, 2 relevant -> 2/3 (denominator min(8, 3) = 3)
+    # (de, q1): 2 items, none relevant -> 0; a different query from (en, q1)
+    summary = m.precision_at_k_by_locale(labels, scores, queries, locales, relevant_level=4, k=8)
+    assert summary.by_locale == pytest.approx({"en": (3 / 8 + 2 / 3) / 2, "de": 0.0})
+    assert summary.queries == {"en": 2, "de": 1}
+
+
+def test_default_relevant_level() -> None:
+    assert m.default_relevant_level(5) == 4
+    assert m.default_relevant_level(4) == 3
+    assert m.default_relevant_level(2) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------------------------
+
+# K = 3, seven rows.     label  probs             E[level]                argmax
+ROWS = [
+    ("a", "en", 3, [0.1, 0.2, 0.7]),  # 0.1 + 0.4 + 2.1 = 2.6     3
+    ("a", "en", 1, [0.6, 0.3, 0.1]),  # 0.6 + 0.6 + 0.3 = 1.5     1
+    ("a", "en", 2, [0.2, 0.5, 0.3]),  # 0.2 + 1.0 + 0.9 = 2.1     2
+    ("b", "en", 2, [0.3, 0.4, 0.3]),  # 0.3 + 0.8 + 0.9 = 2.0     2
+    ("b", "en", 2, [0.5, 0.3, 0.2]),  # 0.5 + 0.6 + 0.6 = 1.7     1
+    ("a", "de", 1, [0.2, 0.2, 0.6]),  # 0.2 + 0.4 + 1.8 = 2.4     3
+    ("a", "de", 3, [0.7, 0.2, 0.1]),  # 0.7 + 0.4 + 0.3 = 1.4     1
+]
+
+
+def _evaluate_rows() -> dict:
+    queries, locales, labels, probs = zip(*ROWS, strict=True)
+    return m.evaluate(labels, np.array(probs), queries, locales, levels=3)
+
+
+def test_evaluate_hand_computed() -> None:
+    out = _evaluate_rows()
+    assert out["n"] == 7 and out["levels"] == 3
+    # correct: rows 0, 1, 2, 3 -> 4/7
+    assert out["accuracy"] == pytest.approx(4 / 7)
+    # t=2: positives (label>=2) rows 0,2,3,4,6 with P(>=2) = .9 .8 .7 .5 .3;
+    #      negatives rows 1,5 with .4 .8
+    #      vs .4: .9 .8 .7 .5 win, .3 loses -> 4; vs .8: .9 wins, .8 ties -> 1.5; 5.5/10
+    assert out["auroc_ge_2"] == pytest.approx(0.55)
+    # t=3: positives rows 0,6 with P(3) = .7 .1; negatives .1 .3 .3 .2 .6
+    #      .7 beats all 5 -> 5; .1 ties .1 -> 0.5; 5.5/10
+    assert out["auroc_ge_3"] == pytest.approx(0.55)
+    # nDCG@20 by E[level]:
+    #   (de, a): labels [1, 3] ranked 1 then 3 -> (0 + 3/log2 3) / 3 = 1/log2 3 = 0.63093
+    #   (en, a): ranked 3 (2.6), 2 (2.1), 1 (1.5): perfect -> 1
+    #   (en, b): labels [2, 2] -> skipped
+    assert out["ndcg_at_20"] == pytest.approx((1 / LOG2_3 + 1.0) / 2)
+    assert out["ndcg_queries"] == 2 and out["ndcg_queries_skipped"] == 1
+    # relevant_level = K - 1 = 2; precision@8 with min(8, n) denominators:
+    #   (de, a): relevant [no, yes] -> 1/2;  (en, a): 2 of 3;  (en, b): 2 of 2
+    #   de = 0.5, en = (2/3 + 1) / 2 = 5/6
+    assert out["relevant_level"] == 2
+    assert out["precision_at_8"] == pytest.approx({"de": 0.5, "en": 5 / 6})
+    assert out["precision_at_8_queries"] == {"de": 1, "en": 2}
+    # confusion (rows truth): truth 1 -> pred 1 (row 1), 3 (row 5)
+    #                         truth 2 -> pred 2, 2, 1; truth 3 -> pred 3, 1
+    assert out["confusion_matrix"] == [[1, 0, 1], [1, 2, 0], [1, 0, 1]]
+    # QWK: sum W*O = O[0,2]*1 + O[1,0]*.25 + O[2,0]*1 = 2.25
+    #      r = [2, 3, 2], c = [3, 2, 2], E = r c^T / 7
+    #      sum W*E = (.25*4 + 1*4 + .25*9 + .25*6 + 1*6 + .25*4) / 7 = 15.75 / 7 = 2.25
+    #      kappa = 1 - 2.25 / 2.25 = 0
+    assert out["qwk"] == pytest.approx(0.0, abs=1e-12)
+    labels = [r[2] for r in ROWS]
+    preds = [3, 1, 2, 2, 1, 3, 1]
+    assert out["qwk"] == pytest.approx(
+        cohen_kappa_score(labels, preds, weights="quadratic"), abs=1e-12
+    )
+    # (2.6 + 1.5 + 2.1 + 2.0 + 1.7 + 2.4 + 1.4) / 7 = 13.7 / 7
+    assert out["mean_expected_score"] == pytest.approx(13.7 / 7)
+    assert out["label_distribution"] == {"1": 2, "2": 3, "3": 2}
+    assert out["predicted_distribution"] == {"1": 3, "2": 2, "3": 2}
+
+
+def test_evaluate_is_json_serialisable_and_none_for_one_class() -> None:
+    # no label 5 anywhere -> auroc_ge_5 has one class only -> None
+    rng = np.random.default_rng(3)
+    n = 40
+    labels = rng.integers(1, 5, size=n)
+    probs = rng.dirichlet(np.ones(5), size=n)
+    queries = [f"q{i % 6}" for i in range(n)]
+    locales = ["en" if i % 2 else "fr" for i in range(n)]
+    out = m.evaluate(labels, probs, queries, locales, levels=5)
+    assert out["auroc_ge_5"] is None
+    assert {f"auroc_ge_{t}" for t in range(2, 6)} <= out.keys()
+    assert out["relevant_level"] == 4
+    assert sum(map(sum, out["confusion_matrix"])) == n
+    text = json.dumps(out, allow_nan=False)
+    assert json.loads(text) == out
+
+
+def test_evaluate_rejects_bad_input() -> None:
+    probs = np.array([[0.5, 0.5], [0.2, 0.8]])
+    with pytest.raises(ValueError, match="shape"):
+        m.evaluate([1, 2], probs, ["a", "a"], ["en", "en"], levels=3)
+    with pytest.raises(ValueError, match="sum to 1"):
+        m.evaluate([1, 2], probs * 0.5, ["a", "a"], ["en", "en"], levels=2)
+    with pytest.raises(ValueError, match=r"1\.\.2"):
+        m.evaluate([1, 3], probs, ["a", "a"], ["en", "en"], levels=2)
+    with pytest.raises(ValueError):
+        m.evaluate([1, 2], probs, ["a"], ["en", "en"], levels=2)
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+
+
+def test_to_markdown() -> None:
+    text = m.to_markdown(_evaluate_rows())
+    lines = text.strip().splitlines()
+    assert lines[:2] == ["| metric | value |", "|---|---:|"]
+    assert "| n | 7 |" in lines
+    assert "| accuracy | 0.5714 |" in lines  # 4/7
+    assert "| auroc_ge_2 | 0.5500 |" in lines
+    assert "| ndcg_at_20 | 0.8155 |" in lines  # (0.63093 + 1) / 2
+    assert "| precision_at_8 de | 0.5000 |" in lines
+    assert "| precision_at_8 en | 0.8333 |" in lines
+    assert "| mean_expected_score | 1.9571 |" in lines
+    assert "confusion" not in text  # headline only
+
+
+def test_compare_markdown() -> None:
+    teacher = _evaluate_rows()
+    student = dict(teacher, accuracy=0.5, qwk=None)
+    del student["precision_at_8"]
+    text = m.compare_markdown({"teacher": teacher, "student": student})
+    header, rule, row_t, row_s = text.strip().splitlines()
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[:4] == ["model", "n", "accuracy", "qwk"]
+    assert "precision_at_8 en" in columns
+    assert rule.count("|") == len(columns) + 1
+    cells_t = dict(zip(columns, (c.strip() for c in row_t.strip("|").split("|")), strict=True))
+    cells_s = dict(zip(columns, (c.strip() for c in row_s.strip("|").split("|")), strict=True))
+    assert cells_t["model"] == "teacher" and cells_t["accuracy"] == "0.5714"
+    assert cells_s["accuracy"] == "0.5000"
+    assert cells_s["qwk"] == "n/a"  # defined metric, undefined value
+    assert cells_s["precision_at_8 en"] == "—"  # metric missing for that model
