@@ -78,11 +78,9 @@ def _check_columns(df: pd.DataFrame, spec: TableSpec) -> None:
 
 
 def _is_null(value: Any) -> bool:
-    if value is None:
+    if value is None or value is pd.NA or value is pd.NaT:
         return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return value is pd.NaT
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _bad_text(value: str) -> bool:
@@ -162,12 +160,11 @@ def _row_json(row: dict[str, Any]) -> str:
             return obj.decode("utf-8", errors="backslashreplace")
         return str(obj)
 
-    return json.dumps(row, default=default, ensure_ascii=False)
+    # ASCII escapes: a quarantined row may hold lone surrogates that UTF-8 cannot encode.
+    return json.dumps(row, default=default, ensure_ascii=True)
 
 
-def validate(
-    data: pa.Table | pd.DataFrame, kind: str, levels: int | None = None
-) -> Validated:
+def validate(data: pa.Table | pd.DataFrame, kind: str, levels: int | None = None) -> Validated:
     """Check a table against its contract; bad rows go to quarantine with the first reason."""
     spec = SPECS[kind]
     if (spec.label_column or spec.probs_column) and levels is None:
@@ -216,8 +213,10 @@ def validate(
 
     good = [i for i, r in enumerate(reasons) if r is None]
     table = pa.table(
-        {name: pa.array([columns[name][i] for i in good], type=spec.schema.field(name).type)
-         for name in spec.schema.names},
+        {
+            name: pa.array([columns[name][i] for i in good], type=spec.schema.field(name).type)
+            for name in spec.schema.names
+        },
         schema=spec.schema,
     )
     bad = [i for i, r in enumerate(reasons) if r is not None]

@@ -12,11 +12,11 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_TAG = re.compile(r"<[^>]+>")
+_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]+>", re.IGNORECASE | re.DOTALL)
 _SPACE = re.compile(r"\s+")
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 # Byte sequences that betray UTF-8 read as Latin-1/cp1252 ("â€™" for "'", "Ã©" for "é").
-_MOJIBAKE_HINT = re.compile("[ÂÃâ][\u0080-\u00bf€™œ\u2018-\u201e]")
+_MOJIBAKE_HINT = re.compile("[ÂÃâ][\u0080-\u00bf€™œ\u2018-\u201e\u0153\u0161\u017e]")
 
 FIELD_LABELS = {
     "title": "title",
@@ -29,17 +29,51 @@ FIELD_LABELS = {
 }
 
 
+def _cp1252_byte(ch: str) -> int | None:
+    """The byte a character came from if UTF-8 was misread as cp1252/Latin-1, else None."""
+    code = ord(ch)
+    if 0x80 <= code <= 0xFF:  # Latin-1 range, C1 controls included (cp1252's holes)
+        return code
+    try:
+        raw = ch.encode("cp1252")
+    except UnicodeEncodeError:
+        return None
+    return raw[0] if raw[0] >= 0x80 else None
+
+
 def fix_mojibake(text: str) -> str:
-    """Undo UTF-8 text that was decoded as cp1252/Latin-1, when that is what happened."""
+    """Undo UTF-8 that was decoded as cp1252/Latin-1, run by run ("sellerâ€™s" -> "seller's").
+
+    Each maximal run of characters that map back to high bytes is re-decoded as UTF-8 and
+    replaced only when that succeeds, so genuine accented text is left alone.
+    """
     if not _MOJIBAKE_HINT.search(text):
         return text
-    for codec in ("cp1252", "latin-1"):
-        try:
-            repaired = text.encode(codec).decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            continue
-        return repaired
-    return text
+    out: list[str] = []
+    run: list[int] = []
+    run_text: list[str] = []
+
+    def flush() -> None:
+        if len(run) >= 2:
+            try:
+                out.append(bytes(run).decode("utf-8"))
+            except UnicodeDecodeError:
+                out.append("".join(run_text))
+        else:
+            out.append("".join(run_text))
+        run.clear()
+        run_text.clear()
+
+    for ch in text:
+        byte = _cp1252_byte(ch)
+        if byte is None:
+            flush()
+            out.append(ch)
+        else:
+            run.append(byte)
+            run_text.append(ch)
+    flush()
+    return "".join(out)
 
 
 def clean_text(value: Any) -> str:

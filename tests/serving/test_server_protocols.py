@@ -1,0 +1,140 @@
+"""The student on KServe answers V1 and V2 on loopback, and says clearly what is wrong."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from searchrel.request_log import read_request_log
+
+from .conftest import MODEL, RunningServer
+
+pytestmark = pytest.mark.slow
+V1 = f"/v1/models/{MODEL}:predict"
+V2 = f"/v2/models/{MODEL}/infer"
+
+
+def v2_body(query: str, item_ids: list[str], locale: str | None = "en-US") -> dict:
+    inputs = [{"name": "query", "datatype": "BYTES", "shape": [1], "data": [query]}]
+    if locale is not None:
+        inputs.append({"name": "locale", "datatype": "BYTES", "shape": [1], "data": [locale]})
+    inputs.append(
+        {"name": "item_ids", "datatype": "BYTES", "shape": [len(item_ids)], "data": item_ids}
+    )
+    return {"inputs": inputs}
+
+
+def test_v1_scores_every_item_in_the_order_sent(server: RunningServer) -> None:
+    ids = server.item_ids[:7][::-1]
+    r = httpx.post(
+        server.base + V1,
+        json={"instances": [{"query": "cozy living room ideas", "locale": "en-US", "item_ids": ids}]},
+    )
+    assert r.status_code == 200, r.text
+    pred = r.json()["predictions"][0]
+    assert pred["item_ids"] == ids
+    assert len(pred["probs"]) == len(ids) and all(len(p) == 5 for p in pred["probs"])
+    for probs, score in zip(pred["probs"], pred["scores"], strict=True):
+        assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+        assert score == pytest.approx(sum((k + 1) * p for k, p in enumerate(probs)), abs=1e-4)
+        assert 1.0 <= score <= 5.0
+    assert pred["model_version"].startswith("student-")
+
+
+def test_v2_bytes_tensors_give_the_same_scores_as_v1(server: RunningServer) -> None:
+    ids = server.item_ids[3:9]
+    query = "chocolate cake recipe"
+    v1 = httpx.post(
+        server.base + V1, json={"instances": [{"query": query, "locale": "en-US", "item_ids": ids}]}
+    ).json()["predictions"][0]
+    r = httpx.post(server.base + V2, json=v2_body(query, ids))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["probs"]["shape"] == [len(ids), 5]
+    assert outputs["scores"]["data"] == pytest.approx(v1["scores"], abs=1e-5)
+    assert body["model_version"] == v1["model_version"]
+
+
+def test_v1_batches_several_queries_in_one_request(server: RunningServer) -> None:
+    instances = [
+        {"query": "wedding flowers", "locale": "en-GB", "item_ids": server.item_ids[:3]},
+        {"query": "garten ideen", "locale": "de-DE", "item_ids": server.item_ids[3:5]},
+    ]
+    r = httpx.post(server.base + V1, json={"instances": instances})
+    assert r.status_code == 200, r.text
+    assert [len(p["scores"]) for p in r.json()["predictions"]] == [3, 2]
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"instances": [{"item_ids": ["x"]}]}, "query"),
+        ({"instances": [{"query": "  ", "item_ids": ["x"]}]}, "query"),
+        ({"instances": [{"query": "a", "item_ids": []}]}, "item_ids"),
+        ({"instances": [{"query": "a", "item_ids": "abc"}]}, "item_ids"),
+        ({"instances": [{"query": "a", "item_ids": [1, 2]}]}, "strings"),
+        ({"instances": [{"query": "a", "item_ids": ["no-such-item"]}]}, "unknown item"),
+        ({"instances": [{"query": "a" * 10_000, "item_ids": ["x"]}]}, "longer than"),
+        ({"instances": [{"query": "a", "item_ids": ["x"] * 5000}]}, "at most"),
+        ({"instances": []}, "empty"),
+        ({"rows": []}, "instances"),
+        ([1, 2, 3], "instances"),
+    ],
+)
+def test_v1_bad_input_is_a_400_that_says_what_is_wrong(
+    server: RunningServer, body: object, needle: str
+) -> None:
+    r = httpx.post(server.base + V1, json=body)
+    assert r.status_code == 400, r.text
+    assert needle in r.json()["error"]
+
+
+def test_malformed_json_is_a_400_not_a_500(server: RunningServer) -> None:
+    for headers in ({"content-type": "application/json"}, {}):
+        r = httpx.post(server.base + V1, content=b"{not json", headers=headers)
+        assert r.status_code == 400, r.text
+
+
+def test_v2_bad_input_is_a_400(server: RunningServer) -> None:
+    no_items = {"inputs": [{"name": "query", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}
+    r = httpx.post(server.base + V2, json=no_items)
+    assert r.status_code == 400 and "item_ids" in r.json()["error"]
+    wrong_type = v2_body("a", server.item_ids[:2])
+    wrong_type["inputs"][0] = {"name": "query", "datatype": "FP32", "shape": [1], "data": [1.0]}
+    r = httpx.post(server.base + V2, json=wrong_type)
+    assert r.status_code == 400 and "BYTES" in r.json()["error"]
+
+
+def test_server_listens_on_loopback_only(server: RunningServer) -> None:
+    port = int(server.base.rsplit(":", 1)[1])
+    hostname_ip = socket.gethostbyname(socket.gethostname())
+    if hostname_ip.startswith("127."):
+        pytest.skip("this machine has no non-loopback address to try")
+    with pytest.raises(OSError), socket.create_connection((hostname_ip, port), timeout=2):
+        pass
+
+
+def test_metrics_count_requests_by_status(server: RunningServer) -> None:
+    httpx.post(server.base + V1, json={"instances": []})
+    text = httpx.get(server.base + "/metrics").text
+    assert 'searchrel_requests_total{protocol="v1",status="400"}' in text
+    assert "searchrel_request_latency_seconds_bucket" in text
+    assert "searchrel_model_info" in text
+
+
+def test_served_requests_reach_the_request_log_with_the_contract_schema(
+    server: RunningServer,
+) -> None:
+    ids = server.item_ids[:4]
+    r = httpx.post(
+        server.base + V1, json={"instances": [{"query": "log me", "locale": "fr-FR", "item_ids": ids}]}
+    )
+    assert r.status_code == 200
+    logged = read_request_log(server.request_log, 5)
+    rows = [row for row in logged.table.to_pylist() if row["query"] == "log me"]
+    assert [row["item_id"] for row in rows] == ids
+    assert {row["locale"] for row in rows} == {"fr-FR"}
+    assert rows[0]["expected_score"] == pytest.approx(r.json()["predictions"][0]["scores"][0], abs=1e-4)
