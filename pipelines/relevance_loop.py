@@ -7,8 +7,6 @@ The served model is the ``student`` output (a self-contained bundle: exported st
 item store). Built by a function so that images are resolved at build time, not import time.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -28,7 +26,7 @@ class LoopOutputs(NamedTuple):
     student_metrics: Metrics
 
 
-def build_pipeline(images: Images | None = None) -> Any:
+def build_pipeline(images: Images | None = None) -> Any:  # a kfp GraphComponent
     ops = build_components(images)
 
     @dsl.pipeline(name=PIPELINE_NAME, description=__doc__)

@@ -195,7 +195,9 @@ def run_demo(out: Path, config: Path) -> dict[str, Any]:
     server = start_server(student_dir, config, port, request_log, out / "server.log")
     try:
         wait_ready(base, cfg.serve.model_name, server, timeout=180)
-        serving = send_requests(base, cfg.serve.model_name, logged_queries(sample_dir / "impressions.parquet"))
+        serving = send_requests(
+            base, cfg.serve.model_name, logged_queries(sample_dir / "impressions.parquet")
+        )
         serving["metrics_sample"] = [
             line
             for line in httpx.get(f"{base}/metrics", timeout=5).text.splitlines()
@@ -208,8 +210,12 @@ def run_demo(out: Path, config: Path) -> dict[str, Any]:
     drift = drift_job(features_dir / "student_features.parquet", request_log, out / "drift", cfg)
 
     console.rule("4/4 summary")
-    teacher_metrics = json.loads((Path(run["outputs"]["teacher_metrics"]) / "metrics.json").read_text())
-    student_metrics = json.loads((Path(run["outputs"]["student_metrics"]) / "metrics.json").read_text())
+    teacher_metrics = json.loads(
+        (Path(run["outputs"]["teacher_metrics"]) / "metrics.json").read_text()
+    )
+    student_metrics = json.loads(
+        (Path(run["outputs"]["student_metrics"]) / "metrics.json").read_text()
+    )
     summary = {
         "teacher": teacher_metrics,
         "student": student_metrics,

@@ -30,6 +30,8 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 PROBS_TOLERANCE = 1e-3
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_INT_RANGES = {bits: (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) for bits in (8, 16, 32, 64)}
 
 
 class ContractError(ValueError):
@@ -110,13 +112,15 @@ def _coerce_cell(value: Any, type_: pa.DataType) -> tuple[Any, str | None]:
     if pa.types.is_integer(type_):
         if isinstance(value, bool):
             return None, "bad_type"
-        if isinstance(value, int | np.integer):
-            return int(value), None
-        if isinstance(value, float | np.floating) and float(value).is_integer():
-            return int(value), None
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value.strip()), None
-        return None, "bad_type"
+        whole_float = isinstance(value, float | np.floating) and float(value).is_integer()
+        if isinstance(value, int | np.integer) or whole_float:
+            number = int(value)
+        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            number = int(value.strip())
+        else:
+            return None, "bad_type"
+        low, high = _INT_RANGES[type_.bit_width]
+        return (number, None) if low <= number <= high else (None, "out_of_range")
     if pa.types.is_floating(type_):
         if isinstance(value, bool):
             return None, "bad_type"
@@ -124,17 +128,20 @@ def _coerce_cell(value: Any, type_: pa.DataType) -> tuple[Any, str | None]:
             out = float(value)
         except (TypeError, ValueError):
             return None, "bad_type"
-        return (None, "bad_type") if not math.isfinite(out) else (out, None)
-    if pa.types.is_date(type_):
-        try:
-            return pd.Timestamp(value).date(), None
-        except (TypeError, ValueError):
+        limit = FLOAT32_MAX if pa.types.is_float32(type_) else math.inf
+        return (out, None) if math.isfinite(out) and abs(out) <= limit else (None, "bad_type")
+    if pa.types.is_date(type_) or pa.types.is_timestamp(type_):
+        # Numbers are rejected: epoch seconds and nanoseconds cannot be told apart.
+        if isinstance(value, int | float | np.number) and not isinstance(value, bool):
             return None, "bad_type"
-    if pa.types.is_timestamp(type_):
         try:
             ts = pd.Timestamp(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None, "bad_type"
+        if ts is pd.NaT:
+            return None, "bad_type"
+        if pa.types.is_date(type_):
+            return ts.date(), None
         return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")), None
     if pa.types.is_list(type_):
         if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):

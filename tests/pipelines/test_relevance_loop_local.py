@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -32,10 +33,12 @@ def test_local_run_produces_a_servable_student_and_metrics_for_both_models(local
         assert local_run["metrics"][role]["accuracy"] == pytest.approx(metrics["accuracy"])
 
 
-def test_teacher_labels_cover_every_distinct_logged_pair(local_run: dict, tiny_source: Path) -> None:
+def test_teacher_labels_cover_every_distinct_logged_pair(
+    local_run: dict, tiny_source: Path
+) -> None:
     features_dir = Path(local_run["outputs"]["features"])
     rows = read_table(features_dir / "student_features.parquet", "student_features", 5).table
-    teacher_rows = rows.filter(rows.column("source") == "teacher")
+    teacher_rows = rows.filter(pc.equal(rows.column("source"), "teacher"))
     impressions = pq.read_table(tiny_source / "impressions.parquet")
     distinct = {
         (r["query"], r["locale"], r["item_id"])

