@@ -11,7 +11,7 @@ import pytest
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "searchrel.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "searchrel", *args], capture_output=True, text=True, timeout=120
     )
 
 

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from searchrel.config import Config, ConfigError, load_config
+from searchrel.repo import NotACheckoutError, ensure_pipelines_importable
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -205,6 +206,7 @@ def pipelines_compile_cmd(
     ),
 ) -> None:
     """Compile the relevance-loop pipeline to KFP IR YAML."""
+    ensure_pipelines_importable()
     from pipelines.relevance_loop import compile_pipeline
 
     typer.echo(compile_pipeline(out))
@@ -222,6 +224,7 @@ def pipelines_run_cmd(
     """Run the relevance loop end to end (only --local for now)."""
     if not local:
         raise typer.BadParameter("only --local runs exist so far")
+    ensure_pipelines_importable()
     from pipelines.run_local import run_local
 
     _print(run_local(source=source, config_path=config, pipeline_root=root))
@@ -233,12 +236,13 @@ def demo_cmd(
     config: Annotated[Path, typer.Option(help="YAML config")] = Path("configs/local.yaml"),
 ) -> None:
     """The whole loop on the bundled sample: pipeline, serving, requests, drift, summary."""
+    ensure_pipelines_importable()
     from searchrel.demo import run_demo
 
     run_demo(out, config)
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, FileNotFoundError, NotACheckoutError)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

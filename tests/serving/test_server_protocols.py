@@ -109,9 +109,10 @@ def test_v2_bad_input_is_a_400(server: RunningServer) -> None:
 
 
 def test_server_listens_on_loopback_only(server: RunningServer) -> None:
+    # kserve pins psutil<6, where the method is still called connections().
     listening = [
         c.laddr
-        for c in psutil.Process(server.proc.pid).net_connections(kind="inet")
+        for c in psutil.Process(server.proc.pid).connections(kind="inet")
         if c.status == psutil.CONN_LISTEN
     ]
     assert listening, "the server process listens on nothing"

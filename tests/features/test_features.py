@@ -1,0 +1,109 @@
+"""Pair features: the same code path for training rows and for serving."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from searchrel.config import FeatureConfig
+from searchrel.features.embedder import Embedder
+from searchrel.features.pairs import PairFeaturizer, assemble_inputs
+from searchrel.features.store import ItemStore, build_item_store, engagement_rates
+from searchrel.schema import SCALAR_FEATURES
+
+COL = {name: i for i, name in enumerate(SCALAR_FEATURES)}
+
+
+def _item(item_id: str, title: str, description: str = "") -> dict:
+    return {
+        "item_id": item_id, "locale": "en-US", "title": title, "description": description,
+        "image_uri": None, "caption": None, "board_titles": ["Home"], "engaged_queries": None,
+        "link_title": None, "link_description": None,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def featurizer(tmp_path_factory: pytest.TempPathFactory) -> PairFeaturizer:
+    items = pa.Table.from_pylist(
+        [
+            _item("vase", "Blue ceramic vase", "A hand-thrown ceramic vase for the mantel"),
+            _item("cake", "Chocolate layer cake", "Rich chocolate cake with ganache"),
+            _item("rug", "Wool rug", "A soft rug"),
+        ]
+    )
+    day = dt.date(2026, 11, 1)
+    impressions = pa.Table.from_pylist(
+        [
+            {"date": day, "query": "vase", "locale": "en-US", "item_id": "vase",
+             "impressions": 1000, "clicks": 100, "saves": 50, "closeups": 200},
+            {"date": day, "query": "cake", "locale": "en-US", "item_id": "cake",
+             "impressions": 2, "clicks": 2, "saves": 2, "closeups": 2},
+        ]
+    )  # fmt: skip
+    cfg = FeatureConfig()
+    embedder = Embedder(cfg.embedder)
+    out = tmp_path_factory.mktemp("store")
+    build_item_store(items, impressions, embedder, cfg, out)
+    return PairFeaturizer(ItemStore(out), embedder, cfg)
+
+
+def test_bm25_and_coverage_favour_the_item_that_holds_the_query_terms(
+    featurizer: PairFeaturizer,
+) -> None:
+    rows, missing = featurizer.store.rows_of(["vase", "cake", "rug"])
+    assert not missing
+    f = featurizer.featurize("ceramic vase", rows).scalars
+    assert f[0, COL["bm25_title"]] > 0 and f[1, COL["bm25_title"]] == 0
+    assert f[0, COL["term_coverage_title"]] == 1.0 and f[1, COL["term_coverage_title"]] == 0.0
+    assert f[0, COL["exact_phrase_title"]] == 1.0
+    assert f[0, COL["fuzzy_title"]] > f[1, COL["fuzzy_title"]]
+    assert f[0, COL["cosine"]] > f[1, COL["cosine"]]
+
+
+def test_engagement_is_smoothed_so_two_impressions_do_not_look_like_a_hit() -> None:
+    day = dt.date(2026, 11, 1)
+    rows = [
+        {"date": day, "query": "q", "locale": "en", "item_id": "big",
+         "impressions": 1000, "clicks": 50, "saves": 0, "closeups": 0},
+        {"date": day, "query": "q", "locale": "en", "item_id": "tiny",
+         "impressions": 2, "clicks": 2, "saves": 0, "closeups": 0},
+    ]  # fmt: skip
+    rates = engagement_rates(pa.Table.from_pylist(rows), prior_impressions=20)
+    assert rates["tiny"]["click_rate"] < 0.2  # raw rate would be 1.0
+    assert rates["big"]["click_rate"] == pytest.approx(0.05, abs=0.005)
+
+
+def test_the_batch_path_equals_the_per_query_serving_path(featurizer: PairFeaturizer) -> None:
+    rows, _ = featurizer.store.rows_of(["vase", "cake", "rug"])
+    queries = ["ceramic vase", "ceramic vase", "chocolate cake"]
+    q, i, s = featurizer.featurize_many(queries, rows)
+    single = featurizer.featurize("ceramic vase", rows[:2])
+    np.testing.assert_allclose(s[:2], single.scalars, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q[0], single.query_embedding, rtol=1e-5, atol=1e-6)
+    x = assemble_inputs(q, i, s)
+    assert x.shape == (3, 3 * featurizer.store.dim + len(SCALAR_FEATURES))
+
+
+def test_unknown_items_are_reported_not_guessed(featurizer: PairFeaturizer) -> None:
+    rows, missing = featurizer.store.rows_of(["vase", "nope"])
+    assert list(rows) == [featurizer.store.index["vase"]]
+    assert missing == ["nope"]
+
+
+def test_query_embeddings_are_cached(featurizer: PairFeaturizer) -> None:
+    emb = featurizer.embedder
+    before = emb.cache_hits
+    rows, _ = featurizer.store.rows_of(["vase"])
+    featurizer.featurize("a query seen twice", rows)
+    featurizer.featurize("a query seen twice", rows)
+    assert emb.cache_hits == before + 1
+
+
+def test_the_store_survives_a_round_trip(featurizer: PairFeaturizer, tmp_path: Path) -> None:
+    store = ItemStore(featurizer.store.directory)
+    assert store.ids == featurizer.store.ids
+    np.testing.assert_array_equal(store.embeddings, featurizer.store.embeddings)
