@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import cohen_kappa_score, roc_auc_score
+from sklearn.metrics import cohen_kappa_score, roc_auc_score, roc_curve
 
 from searchrel import metrics as m
 
@@ -20,7 +21,7 @@ LOG2_3 = math.log2(3)  # 1.5849625..., the discount denominator of rank 2
 # --------------------------------------------------------------------------------------------
 
 
-def test_expected_score_and_argmax() -> None:
+def test_expected_score_is_mean_level_and_argmax_tie_goes_low() -> None:
     probs = [[0.2, 0.3, 0.5], [0.5, 0.5, 0.0]]
     # row 0: 1*0.2 + 2*0.3 + 3*0.5 = 0.2 + 0.6 + 1.5 = 2.3
     # row 1: 1*0.5 + 2*0.5 + 3*0.0 = 1.5
@@ -29,7 +30,7 @@ def test_expected_score_and_argmax() -> None:
     assert m.predicted_labels(probs).tolist() == [3, 1]
 
 
-def test_prob_at_least() -> None:
+def test_prob_at_least_sums_mass_from_threshold_up() -> None:
     probs = [[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]]
     assert m.prob_at_least(probs, 1) == pytest.approx([1.0, 1.0])
     assert m.prob_at_least(probs, 2) == pytest.approx([0.9, 0.4])  # 0.2 + 0.7, 0.3 + 0.1
@@ -38,7 +39,7 @@ def test_prob_at_least() -> None:
         m.prob_at_least(probs, 4)
 
 
-def test_accuracy() -> None:
+def test_accuracy_is_share_of_exact_grade_matches() -> None:
     # 3 of 4 match (the third row: 3 vs 2)
     assert m.accuracy([1, 2, 3, 3], [1, 2, 2, 3]) == pytest.approx(0.75)
     with pytest.raises(ValueError):
@@ -69,7 +70,7 @@ def test_qwk_perfect_agreement_is_one() -> None:
     assert m.quadratic_weighted_kappa([1, 2, 3, 4, 4], [1, 2, 3, 4, 4], levels=4) == 1.0
 
 
-def test_qwk_hand_computed() -> None:
+def test_qwk_3x3_matches_hand_arithmetic_and_sklearn() -> None:
     y_true, y_pred = [1, 2, 3, 3], [1, 3, 3, 2]
     # O (rows truth): O[0,0]=1, O[1,2]=1, O[2,2]=1, O[2,1]=1
     # W = (i-j)^2 / (K-1)^2 = (i-j)^2 / 4: W[1,2] = W[2,1] = 1/4, W[0,2] = W[2,0] = 1
@@ -103,7 +104,7 @@ def test_qwk_undefined_when_both_raters_constant() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_auroc_with_tied_scores() -> None:
+def test_auroc_counts_tied_pairs_as_half_a_win() -> None:
     positive = [1, 1, 0, 0, 0]
     scores = [0.8, 0.5, 0.5, 0.2, 0.9]
     # pairs (pos, neg): 0.8 beats 0.5 and 0.2, loses to 0.9 -> 2
@@ -138,17 +139,49 @@ def test_auroc_matches_sklearn_on_random_data(seed: int) -> None:
     assert m.auroc(positive, coarse) == pytest.approx(roc_auc_score(positive, coarse))
 
 
+def test_roc_curve_steps_diagonally_through_ties_and_its_area_is_auroc() -> None:
+    positive = [1, 1, 0, 0, 0]
+    scores = [0.8, 0.5, 0.5, 0.2, 0.9]
+    # distinct scores, descending (2 positives, 3 negatives):
+    #   +inf: nothing positive          -> (0, 0)
+    #   0.9 : one negative              -> (1/3, 0)
+    #   0.8 : + one positive            -> (1/3, 1/2)
+    #   0.5 : + one positive, one neg.  -> (2/3, 1)   one diagonal step for the tie
+    #   0.2 : + one negative            -> (1, 1)
+    curve = m.roc_curve(positive, scores)
+    assert curve is not None
+    assert curve.fpr == pytest.approx([0, 1 / 3, 1 / 3, 2 / 3, 1])
+    assert curve.tpr == pytest.approx([0, 0, 0.5, 1, 1])
+    assert curve.thresholds.tolist() == [math.inf, 0.9, 0.8, 0.5, 0.2]
+    # trapezoids: 0 + 0 + (1/3) * (0.5 + 1) / 2 + (1/3) * 1 = 0.25 + 0.3333 = 7/12 = auroc
+    assert np.trapezoid(curve.tpr, curve.fpr) == pytest.approx(7 / 12)
+    assert m.roc_curve([1, 1], [0.1, 0.2]) is None  # one class: no curve
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_roc_curve_matches_sklearn_and_area_equals_auroc(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    positive = rng.random(300) < 0.4
+    scores = np.round(rng.random(300) + 0.3 * positive, 1)  # heavy ties
+    curve = m.roc_curve(positive, scores)
+    assert curve is not None
+    fpr, tpr, _ = roc_curve(positive, scores, drop_intermediate=False)
+    assert curve.fpr == pytest.approx(fpr)
+    assert curve.tpr == pytest.approx(tpr)
+    assert np.trapezoid(curve.tpr, curve.fpr) == pytest.approx(m.auroc(positive, scores))
+
+
 # --------------------------------------------------------------------------------------------
 # nDCG
 # --------------------------------------------------------------------------------------------
 
 
-def test_gain() -> None:
+def test_gain_is_two_to_the_label_minus_one_minus_one() -> None:
     # 2^(label-1) - 1: 1 -> 0, 2 -> 1, 3 -> 3, 4 -> 7, 5 -> 15
     assert m.gain([1, 2, 3, 4, 5]).tolist() == [0.0, 1.0, 3.0, 7.0, 15.0]
 
 
-def test_ndcg_perfect_and_reversed() -> None:
+def test_ndcg_is_one_when_ideal_and_dcg_over_idcg_when_reversed() -> None:
     labels = [3, 2, 1]  # gains 3, 1, 0
     assert m.ndcg_at_k(labels, [3.0, 2.0, 1.0]) == pytest.approx(1.0)
     # reversed: order is label 1, 2, 3 -> DCG = 0/1 + 1/log2(3) + 3/log2(4) = 0.6309 + 1.5
@@ -156,6 +189,21 @@ def test_ndcg_perfect_and_reversed() -> None:
     expected = (1 / LOG2_3 + 3 / 2) / (3 + 1 / LOG2_3)  # = 0.58688...
     assert m.ndcg_at_k(labels, [1.0, 2.0, 3.0]) == pytest.approx(expected)
     assert expected == pytest.approx(2.13093 / 3.63093, abs=1e-5)  # 0.58688
+
+
+def test_ndcg_at_20_of_five_level_query_is_dcg_over_idcg() -> None:
+    labels, scores = [3, 5, 1, 4], [0.9, 0.8, 0.7, 0.1]
+    # gain 2^(label-1) - 1: 3 -> 3, 5 -> 15, 1 -> 0, 4 -> 7
+    # discounts 1/log2(rank+1): 1, 1/log2 3 = 0.63093, 1/2, 1/log2 5 = 0.43068
+    # ranked by score, gains 3, 15, 0, 7:
+    #   DCG  = 3*1 + 15*0.63093 + 0*0.5 + 7*0.43068 = 3 + 9.46395 + 0 + 3.01474 = 15.47868
+    # ideal order, gains 15, 7, 3, 0:
+    #   IDCG = 15*1 + 7*0.63093 + 3*0.5 + 0*0.43068 = 15 + 4.41651 + 1.5 + 0 = 20.91651
+    # nDCG = 15.47868 / 20.91651 = 0.74002
+    dcg = 3 + 15 / LOG2_3 + 7 / math.log2(5)
+    idcg = 15 + 7 / LOG2_3 + 3 / 2
+    assert m.ndcg_at_k(labels, scores, k=20) == pytest.approx(dcg / idcg)
+    assert dcg / idcg == pytest.approx(0.74002, abs=1e-5)
 
 
 def test_ndcg_ties_are_expected_over_tie_orders() -> None:
@@ -189,7 +237,7 @@ def test_ndcg_ties_match_brute_force_over_permutations() -> None:
             assert m.ndcg_at_k(labels, scores, k) == pytest.approx(np.mean(values))
 
 
-def test_ndcg_cutoff() -> None:
+def test_ndcg_ignores_items_past_the_cutoff() -> None:
     labels, scores = [1, 1, 3], [3.0, 2.0, 1.0]
     # k=2: top two are label 1 (gain 0) -> DCG 0; ideal 3 -> 0
     assert m.ndcg_at_k(labels, scores, k=2) == 0.0
@@ -211,7 +259,7 @@ def test_mean_ndcg_over_query_locale_groups_skips_single_level() -> None:
     labels = [3, 2, 1, 3, 2, 1, 2, 2, 2, 1]
     scores = [3, 2, 1, 1, 2, 3, 1, 2, 0, 1]
     # (en, a): perfect -> 1.0
-    # (en, b): reversed -> 0.58688 (see test_ndcg_perfect_and_reversed)
+    # (en, b): reversed -> 0.58688 (see test_ndcg_is_one_when_ideal_and_dcg_over_idcg_when_reversed)
     # (en, c): both label 2 -> skipped
     # (de, a): distinct from (en, a); labels [2, 1] ranked 1 then 2 -> (0 + 1/log2 3) / 1
     summary = m.mean_ndcg_at_k(labels, scores, queries, locales, k=20)
@@ -231,7 +279,7 @@ def test_mean_ndcg_all_skipped_is_none() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_precision_at_k_basic_and_short_list() -> None:
+def test_precision_at_k_divides_by_min_of_k_and_n() -> None:
     relevant = [1, 0, 1, 0, 0, 1, 0, 0, 0, 1]
     scores = np.arange(10, 0, -1, dtype=float)  # already ranked
     # top 8 hold items 0, 2, 5 relevant -> 3/8 (item 9 is cut off)
@@ -249,7 +297,7 @@ def test_precision_at_k_ties_straddling_cutoff() -> None:
     assert m.precision_at_k([1, 1, 0, 0], [2.0, 1.0, 1.0, 1.0], k=2) == pytest.approx(2 / 3)
 
 
-def test_precision_by_locale_with_fewer_than_8_items() -> None:
+def test_precision_at_8_per_locale_with_fewer_than_8_items() -> None:
     queries = ["q1"] * 10 + ["q2"] * 3 + ["q1"] * 2
     locales = ["en"] * 13 + ["de"] * 2
     labels = [*(5, 1, 4, 2, 3, 4, 1, 1, 1, 5), *(5, 4, 1), *(3, 1)]  # en q1 | en q2 | de q1
@@ -263,7 +311,7 @@ def test_precision_by_locale_with_fewer_than_8_items() -> None:
     assert summary.queries == {"en": 2, "de": 1}
 
 
-def test_default_relevant_level() -> None:
+def test_default_relevant_level_is_the_top_two_grades() -> None:
     assert m.default_relevant_level(5) == 4
     assert m.default_relevant_level(4) == 3
     assert m.default_relevant_level(2) == 2
@@ -290,7 +338,7 @@ def _evaluate_rows() -> dict:
     return m.evaluate(labels, np.array(probs), queries, locales, levels=3)
 
 
-def test_evaluate_hand_computed() -> None:
+def test_evaluate_matches_hand_computed_metrics() -> None:
     out = _evaluate_rows()
     assert out["n"] == 7 and out["levels"] == 3
     # correct: rows 0, 1, 2, 3 -> 4/7
@@ -350,6 +398,21 @@ def test_evaluate_is_json_serialisable_and_none_for_one_class() -> None:
     assert json.loads(text) == out
 
 
+def test_evaluate_threshold_with_all_labels_on_one_side_is_none_not_a_crash() -> None:
+    # K = 3, labels only 2 and 3: "label >= 2" has no negatives -> auroc_ge_2 is None;
+    # "label >= 3" has both classes: positive row 1 (P(3) = .6) beats negative row 0 (.1) -> 1.0
+    probs = np.array([[0.2, 0.7, 0.1], [0.1, 0.3, 0.6]])
+    out = m.evaluate([2, 3], probs, ["q", "q"], ["en", "en"], levels=3)
+    assert out["auroc_ge_2"] is None
+    assert out["auroc_ge_3"] == 1.0
+    # and labels only 1: every binarisation has no positives
+    out = m.evaluate([1, 1], probs, ["q", "q"], ["en", "en"], levels=3)
+    assert out["auroc_ge_2"] is None and out["auroc_ge_3"] is None
+    assert out["ndcg_at_20"] is None and out["ndcg_queries_skipped"] == 1  # single-level query
+    json.dumps(out, allow_nan=False)  # None, never NaN
+    assert "| auroc_ge_2 | n/a |" in m.to_markdown(out)
+
+
 def test_evaluate_rejects_bad_input() -> None:
     probs = np.array([[0.5, 0.5], [0.2, 0.8]])
     with pytest.raises(ValueError, match="shape"):
@@ -367,7 +430,7 @@ def test_evaluate_rejects_bad_input() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_to_markdown() -> None:
+def test_to_markdown_lists_headline_metrics_to_four_decimals() -> None:
     text = m.to_markdown(_evaluate_rows())
     lines = text.strip().splitlines()
     assert lines[:2] == ["| metric | value |", "|---|---:|"]
@@ -381,7 +444,7 @@ def test_to_markdown() -> None:
     assert "confusion" not in text  # headline only
 
 
-def test_compare_markdown() -> None:
+def test_compare_markdown_marks_missing_and_undefined_metrics() -> None:
     teacher = _evaluate_rows()
     student = dict(teacher, accuracy=0.5, qwk=None)
     del student["precision_at_8"]
@@ -397,3 +460,58 @@ def test_compare_markdown() -> None:
     assert cells_s["accuracy"] == "0.5000"
     assert cells_s["qwk"] == "n/a"  # defined metric, undefined value
     assert cells_s["precision_at_8 en"] == "—"  # metric missing for that model
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, after checking the PNG signature."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == PNG_SIGNATURE, f"{path.name} is not a PNG"
+    assert head[12:16] == b"IHDR"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_write_plots_writes_three_valid_non_trivial_pngs(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    from searchrel.plots import write_plots
+
+    _, _, labels, probs = zip(*ROWS, strict=True)
+    out = _evaluate_rows()
+    paths = write_plots(out, labels, np.array(probs), tmp_path / "plots", title="unit test")
+    names = [p.name for p in paths]
+    assert names == ["confusion_matrix.png", "roc_curves.png", "precision_at_8_by_locale.png"]
+    for path in paths:
+        assert path.is_file() and path.parent == tmp_path / "plots"
+        assert path.stat().st_size > 5_000  # a drawn figure, not an empty canvas
+        width, height = _png_size(path)
+        assert width >= 300 and height >= 300
+        pixels = imread(path)  # decodes as a whole
+        assert pixels.shape[:2] == (height, width)
+        assert np.ptp(pixels[..., :3]) > 0.5  # has ink on it, not one flat colour
+
+
+def test_write_plots_survives_a_threshold_with_one_class(tmp_path: Path) -> None:
+    from searchrel.plots import write_plots
+
+    probs = np.array([[0.2, 0.7, 0.1], [0.1, 0.3, 0.6]])
+    out = m.evaluate([2, 3], probs, ["q", "q"], ["en", "en"], levels=3)
+    assert out["auroc_ge_2"] is None
+    paths = write_plots(out, [2, 3], probs, tmp_path)
+    assert all(_png_size(p)[0] > 0 for p in paths)
+
+
+def test_write_plots_rejects_arrays_that_do_not_match_the_result(tmp_path: Path) -> None:
+    from searchrel.plots import write_plots
+
+    _, _, labels, probs = zip(*ROWS, strict=True)
+    out = _evaluate_rows()
+    with pytest.raises(ValueError, match="do not match"):
+        write_plots(out, labels[:-1], np.array(probs)[:-1], tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -143,18 +143,28 @@ def send_requests(
     }
 
 
-HEADLINE = ("accuracy", "auroc_ge_3", "auroc_ge_4", "auroc_ge_5", "qwk", "ndcg_at_20")
+# metric key -> short column header, so the table fits an 80-column terminal
+HEADLINE = {
+    "accuracy": "acc",
+    "auroc_ge_3": "AUC≥3",
+    "auroc_ge_4": "AUC≥4",
+    "auroc_ge_5": "AUC≥5",
+    "qwk": "QWK",
+    "ndcg_at_20": "nDCG@20",
+}
 
 
 def print_summary(summary: dict[str, Any]) -> None:
     table = Table(title="searchrel demo: held-out human judgments (test queries)")
     table.add_column("model")
-    for name in HEADLINE:
-        table.add_column(name, justify="right")
+    table.add_column("version")
+    for header in HEADLINE.values():
+        table.add_column(header, justify="right")
     for role in ("teacher", "student"):
         m = summary[role]
         table.add_row(
-            f"{role} ({m.get('model_version', '')})",
+            role,
+            str(m.get("model_version", "")).split("-")[-1],
             *(f"{m[n]:.3f}" if isinstance(m.get(n), float) else "-" for n in HEADLINE),
         )
     console.print(table)

@@ -220,6 +220,42 @@ def auroc(positive: ArrayLike, scores: ArrayLike) -> float | None:
     return (r_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
+class RocCurve(NamedTuple):
+    fpr: FloatArray  # false-positive rate of each point, from 0 up to 1
+    tpr: FloatArray  # true-positive rate of each point, from 0 up to 1
+    thresholds: FloatArray  # the point counts scores >= this as positive (first: +inf)
+
+
+def roc_curve(positive: ArrayLike, scores: ArrayLike) -> RocCurve | None:
+    """ROC points at every distinct score (descending); None with one class only.
+
+    One point per distinct (rounded) score, so a run of tied scores is one diagonal step: the
+    straight line through tied points that gives a tied positive/negative pair half a win.
+    The trapezoidal area under these points therefore equals ``auroc`` exactly. The curve
+    starts at (0, 0) (threshold ``+inf``: nothing predicted positive) and ends at (1, 1).
+    """
+    pos = np.asarray(positive)
+    if pos.ndim != 1:
+        raise ValueError(f"positive must be 1-D, got shape {pos.shape}")
+    pos = pos.astype(bool)
+    s = np.round(_scores(scores, pos.size), SCORE_DECIMALS)
+    n_pos = int(pos.sum())
+    n_neg = int(pos.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(-s, kind="stable")
+    sorted_vals = s[order]
+    # Last position of each run of equal scores: every item up to it is predicted positive.
+    run_ends = np.flatnonzero(np.r_[sorted_vals[1:] != sorted_vals[:-1], True])
+    tps = np.cumsum(pos[order])[run_ends].astype(np.float64)
+    fps = (run_ends + 1).astype(np.float64) - tps
+    return RocCurve(
+        fpr=np.r_[0.0, fps / n_neg],
+        tpr=np.r_[0.0, tps / n_pos],
+        thresholds=np.r_[np.inf, sorted_vals[run_ends]],
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Ranking metrics (one query)
 # --------------------------------------------------------------------------------------------
@@ -529,6 +565,7 @@ __all__ = [
     "SCORE_DECIMALS",
     "NdcgSummary",
     "PrecisionSummary",
+    "RocCurve",
     "accuracy",
     "auroc",
     "compare_markdown",
@@ -545,5 +582,6 @@ __all__ = [
     "prob_at_least",
     "quadratic_weighted_kappa",
     "query_groups",
+    "roc_curve",
     "to_markdown",
 ]
