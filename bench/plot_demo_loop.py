@@ -1,6 +1,6 @@
 """Plot bench/results/demo_loop.json (teacher vs student on the sample) to docs/img/demo_loop.png.
 
-    .venv/bin/python bench/plot_demo_loop.py
+.venv/bin/python bench/plot_demo_loop.py
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def student_evaluate(
 
     from searchrel.stage import read_json, run_stage, scalar_metrics
 
-    out = metrics.path  # a directory: metrics.json, metrics.md
+    out = metrics.path  # a directory: metrics.json, metrics.md, PNG plots
     run_stage(
         "searchrel.student.evaluate",
         "--model", student.path,

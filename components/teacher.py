@@ -33,7 +33,7 @@ def teacher_evaluate(
 
     from searchrel.stage import config_file, read_json, run_stage, scalar_metrics
 
-    out = metrics.path  # a directory: metrics.json, metrics.md
+    out = metrics.path  # a directory: metrics.json, metrics.md, PNG plots
     run_stage(
         "searchrel.teacher.evaluate",
         "--model", teacher.path,

@@ -49,7 +49,10 @@ class TeacherConfig(Strict):
     lora_r: int = 16  # LoRA rank
     lora_alpha: int = 32  # LoRA scaling numerator
     lora_dropout: float = 0.05  # dropout on the LoRA path
-    target_modules: list[str] = ["query", "key", "value", "dense"]  # modules that get adapters
+    target_modules: list[str] = []  # modules that get adapters; empty: per-architecture default
+    quantize: Literal["none", "4bit"] = "none"  # 4bit: NF4 base weights via bitsandbytes (qLoRA)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: GPU bf16/fp16, CPU fp32
+    gradient_checkpointing: bool = False  # recompute activations: less memory, slower (cluster: on)
     epochs: int = 4  # passes over the human labels
     batch_size: int = 16  # pairs per optimizer step
     learning_rate: float = 1e-3  # AdamW learning rate for adapters and head
@@ -57,6 +60,7 @@ class TeacherConfig(Strict):
     use_weights: bool = True  # weight examples by rater agreement when the data has weights
     patience: int = 2  # epochs without validation improvement before stopping
     seed: int = 13  # seeds torch, numpy and the data order
+    resume: bool = True  # continue from out_dir/checkpoint when the same config and data wrote it
     label_batch_size: int = 64  # pairs per forward pass when labeling
 
 

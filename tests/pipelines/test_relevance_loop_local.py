@@ -29,6 +29,7 @@ def test_local_run_produces_a_servable_student_and_metrics_for_both_models(local
         assert metrics["n"] > 0
         assert 0.0 <= metrics["accuracy"] <= 1.0
         assert len(metrics["confusion_matrix"]) == 5
+        assert (outputs[role] / "confusion_matrix.png").stat().st_size > 0
         # The same numbers reach KFP's Metrics artifact.
         assert local_run["metrics"][role]["accuracy"] == pytest.approx(metrics["accuracy"])
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 
 from searchrel.config import TeacherConfig, load_config
 from searchrel.model_source import resolve_model_source
-from searchrel.tables import write_table
 from searchrel.teacher.encoding import item_texts
 from searchrel.teacher.model import TeacherScorer, build_teacher, load_tokenizer
 from searchrel.teacher.train import train_teacher
@@ -45,32 +43,14 @@ def test_only_adapters_and_the_classification_head_train() -> None:
     assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable)
     assert any("classifier" in n for n in trainable)
     assert model.base_model.model.classifier.modules_to_save["default"].out_features == 5
+    # The default targets of a BERT-like encoder: attention projections and dense layers.
+    assert set(model.peft_config["default"].target_modules) == {"query", "key", "value", "dense"}
 
 
-def _toy_tables(tmp: Path) -> tuple[Path, Path]:
-    """Two topics; relevance is whether the query names the item's topic."""
-    topics = {"garden": "roses in a garden bed", "cake": "chocolate layer cake with frosting"}
-    items, judgments = [], []
-    for _t, (topic, text) in enumerate(topics.items()):
-        for i in range(12):
-            items.append({"item_id": f"{topic}-{i}", "locale": "en-US", "title": f"{text} {i}",
-                          "description": text, "image_uri": None, "caption": None,
-                          "board_titles": None, "engaged_queries": None, "link_title": None,
-                          "link_description": None})  # fmt: skip
-    queries = [f"{w} idea {n}" for w in ("garden", "cake") for n in range(14)]
-    for q in queries:
-        for topic in topics:
-            for i in range(3):
-                label = 3 if q.startswith(topic) else 1
-                judgments.append({"query": q, "locale": "en-US", "item_id": f"{topic}-{i}",
-                                  "label": label, "weight": 1.0})  # fmt: skip
-    write_table(pa.Table.from_pylist(items), tmp / "items.parquet", "items")
-    write_table(pa.Table.from_pylist(judgments), tmp / "judgments.parquet", "judgments", 3)
-    return tmp / "items.parquet", tmp / "judgments.parquet"
-
-
-def test_training_lowers_the_loss_and_the_saved_teacher_reloads_identically(tmp_path: Path) -> None:
-    items, judgments = _toy_tables(tmp_path)
+def test_training_lowers_the_loss_and_the_saved_teacher_reloads_identically(
+    tmp_path: Path, toy_tables: tuple[Path, Path]
+) -> None:
+    items, judgments = toy_tables
     cfg = load_config(
         overrides={
             "data": {"levels": 3, "test_fraction": 0.2, "val_fraction": 0.2},

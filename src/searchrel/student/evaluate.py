@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from searchrel import metrics
+from searchrel.plots import write_plots
 from searchrel.student.dataset import load_feature_rows
 from searchrel.student.model import ExportedStudent
 
@@ -20,8 +21,9 @@ def evaluate_student(
     if len(rows) == 0:
         raise ValueError(f"no human-labelled rows in the {split!r} split")
     probs = student.predict_proba(rows.x)
+    y_true = rows.target.argmax(axis=1) + 1
     result = metrics.evaluate(
-        rows.target.argmax(axis=1) + 1,
+        y_true,
         probs,
         list(rows.query),
         list(rows.locale),
@@ -32,6 +34,7 @@ def evaluate_student(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     (out_dir / "metrics.md").write_text(metrics.to_markdown(result), encoding="utf-8")
+    write_plots(result, y_true, probs, out_dir, title=f"student {student.meta.version} ({split})")
     return result
 
 

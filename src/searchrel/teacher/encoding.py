@@ -2,7 +2,9 @@
 
 The item text is a template over the configured fields; each field is cut to a token budget
 *before* the pair is assembled, so a long description cannot crowd out the caption or the
-engaged queries. Works with any fast tokenizer (encoders and decoders alike).
+engaged queries. Works with any fast tokenizer (encoders and decoders alike): where the
+tokenizer's pair template puts nothing between query and item (Qwen, many decoders), a newline
+does, so the query's last word never runs into the item text.
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ def item_texts(
     return texts
 
 
+TEXT_SEPARATOR = "\n"  # between query and item when the tokenizer's template has no separator
+
+
+def pair_separator(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Nothing where the pair template separates the segments ([SEP], a BOS), else a newline."""
+    single, pair = (tokenizer.num_special_tokens_to_add(pair=p) for p in (False, True))
+    return "" if pair > single else TEXT_SEPARATOR
+
+
 def encode_pairs(
     tokenizer: PreTrainedTokenizerBase,
     queries: Sequence[str],
@@ -64,9 +75,10 @@ def encode_pairs(
     max_length: int,
 ) -> BatchEncoding:
     """Tokenize query/item pairs without padding (batches pad dynamically)."""
+    separator = pair_separator(tokenizer)
     return tokenizer(
         [clean_text(q) for q in queries],
-        list(texts),
+        [separator + t for t in texts],
         truncation="only_second",
         max_length=max_length,
         padding=False,

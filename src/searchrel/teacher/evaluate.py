@@ -11,6 +11,7 @@ import numpy as np
 from searchrel import metrics
 from searchrel.config import Config
 from searchrel.pairs import join_items
+from searchrel.plots import write_plots
 from searchrel.splits import split_of
 from searchrel.tables import read_table
 from searchrel.teacher.model import TeacherScorer
@@ -36,8 +37,9 @@ def evaluate_teacher(
     rows = [rows[i] for i in keep]
     texts = scorer.item_texts([joined.items[i] for i in keep])
     probs = scorer.predict_proba([r["query"] for r in rows], texts, cfg.teacher.label_batch_size)
+    y_true = np.array([r["label"] for r in rows])
     result = metrics.evaluate(
-        np.array([r["label"] for r in rows]),
+        y_true,
         probs,
         [r["query"] for r in rows],
         [r["locale"] for r in rows],
@@ -48,6 +50,7 @@ def evaluate_teacher(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     (out_dir / "metrics.md").write_text(metrics.to_markdown(result), encoding="utf-8")
+    write_plots(result, y_true, probs, out_dir, title=f"teacher {scorer.version} ({split})")
     return result
 
 

@@ -16,16 +16,23 @@ from typing import Any
 import numpy as np
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import PreTrainedTokenizerBase
 
 from searchrel.config import TeacherConfig
 from searchrel.model_source import resolve_model_source
+from searchrel.teacher.backbone import (
+    autocast,
+    autocast_dtype,
+    default_device,
+    head_modules,
+    load_backbone,
+    load_tokenizer,
+    prepare_for_training,
+    target_modules,
+)
 from searchrel.teacher.encoding import encode_pairs, item_texts
+
+__all__ = ["TeacherMeta", "TeacherScorer", "build_teacher", "load_tokenizer", "save_teacher"]
 
 META_FILE = "teacher.json"
 ADAPTER_DIR = "adapter"
@@ -40,6 +47,8 @@ class TeacherMeta:
     fields: list[str]
     field_max_tokens: int
     max_length: int
+    quantize: str = "none"  # how the base was loaded for training; scoring loads it alike
+    precision: str = "auto"
     version: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -51,36 +60,29 @@ class TeacherMeta:
         return cls(**json.loads((directory / META_FILE).read_text(encoding="utf-8")))
 
 
-def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:  # decoders (Llama, Gemma, Qwen) ship without one
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def build_teacher(cfg: TeacherConfig, levels: int) -> tuple[PeftModel, PreTrainedTokenizerBase]:
-    """A fresh LoRA cross-encoder on the configured backbone."""
+def build_teacher(
+    cfg: TeacherConfig, levels: int, device: torch.device | None = None
+) -> tuple[PeftModel, PreTrainedTokenizerBase]:
+    """A fresh LoRA (or qLoRA) cross-encoder on the configured backbone, ready to train."""
+    device = device or default_device()
     path = resolve_model_source(cfg.base_model)
     tokenizer = load_tokenizer(path)
-    base: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=levels
-    )
-    base.config.pad_token_id = tokenizer.pad_token_id  # decoders pool the last non-pad token
+    amp = autocast_dtype(cfg.precision, device)
+    base = load_backbone(path, levels, tokenizer.pad_token_id, cfg.quantize, device, amp)
+    prepare_for_training(base, cfg.quantize == "4bit", cfg.gradient_checkpointing)
     lora = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules),
-        modules_to_save=_head_modules(base),
+        target_modules=target_modules(base, cfg.target_modules),
+        modules_to_save=head_modules(base),
     )
-    return get_peft_model(base, lora), tokenizer
-
-
-def _head_modules(model: PreTrainedModel) -> list[str]:
-    """The name of the classification head: `classifier` (BERT-like) or `score` (decoders)."""
-    names = {n.split(".")[0] for n, _ in model.named_children()}
-    return [h for h in ("classifier", "score") if h in names]
+    model = get_peft_model(base, lora)
+    for param in model.parameters():
+        if param.requires_grad:  # adapters and head train in fp32 under any precision
+            param.data = param.data.float()
+    return model, tokenizer
 
 
 def adapter_version(directory: Path) -> str:
@@ -108,15 +110,21 @@ class TeacherScorer:
     def __init__(self, directory: str | Path, device: str | None = None):
         self.directory = Path(directory)
         self.meta = TeacherMeta.load(self.directory)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        base_path = resolve_model_source(self.meta.base_model)
+        self.device = torch.device(device) if device else default_device()
+        self.amp = autocast_dtype(self.meta.precision, self.device)
         self.tokenizer = load_tokenizer(str(self.directory / ADAPTER_DIR))
-        base = AutoModelForSequenceClassification.from_pretrained(
-            base_path, num_labels=self.meta.levels
+        base = load_backbone(
+            resolve_model_source(self.meta.base_model),
+            self.meta.levels,
+            self.tokenizer.pad_token_id,
+            self.meta.quantize,
+            self.device,
+            self.amp,
         )
-        base.config.pad_token_id = self.tokenizer.pad_token_id
         peft_model = PeftModel.from_pretrained(base, str(self.directory / ADAPTER_DIR))
-        self.model = peft_model.merge_and_unload().to(self.device).eval()
+        # Adapters merge into full-precision weights; on a 4-bit base they stay beside it.
+        model = peft_model if self.meta.quantize == "4bit" else peft_model.merge_and_unload()
+        self.model = model.eval()
 
     @property
     def version(self) -> str:
@@ -143,7 +151,8 @@ class TeacherScorer:
             batch = self.tokenizer.pad(
                 {k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt"
             ).to(self.device)
-            logits = self.model(**batch).logits.float()
+            with autocast(self.device, self.amp):
+                logits = self.model(**batch).logits.float()
             out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
             if progress is not None:
                 progress(len(idx))

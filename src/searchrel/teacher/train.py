@@ -1,4 +1,4 @@
-"""Fine-tune the teacher on human judgments: LoRA on a K-class cross-encoder.
+"""Fine-tune the teacher on human judgments: (q)LoRA on a K-class cross-encoder.
 
 Training uses the queries of the train split; early stopping watches the validation queries;
 test queries are never seen (they score the teacher and the student alike).
@@ -21,6 +21,17 @@ from searchrel.config import Config
 from searchrel.pairs import join_items
 from searchrel.splits import split_of
 from searchrel.tables import read_table, write_quarantine
+from searchrel.teacher.backbone import autocast, autocast_dtype, default_device
+from searchrel.teacher.checkpoint import (
+    CHECKPOINT_DIR,
+    Trainer,
+    TrainState,
+    fingerprint,
+    load_checkpoint,
+    load_trainable,
+    save_checkpoint,
+    trainable_state,
+)
 from searchrel.teacher.encoding import encode_pairs, item_texts
 from searchrel.teacher.model import TeacherMeta, build_teacher, save_teacher
 
@@ -28,9 +39,10 @@ log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
+    """Seed every RNG training touches: same seed, same data and CPU run, same adapters."""
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -41,10 +53,13 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
 def train_teacher(
     items_path: Path, judgments_path: Path, out_dir: Path, cfg: Config
 ) -> dict[str, Any]:
-    """Train, early-stop on validation queries, save adapters + head; return the summary."""
+    """Train, early-stop on validation queries, save adapters + head; return the summary.
+
+    After every epoch a checkpoint goes to ``out_dir/checkpoint``; a rerun with the same config
+    and data resumes from it (``teacher.resume``).
+    """
     tcfg, levels = cfg.teacher, cfg.data.levels
     seed_everything(tcfg.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     items = read_table(items_path, "items")
     judgments = read_table(judgments_path, "judgments", levels)
     joined = join_items(judgments.table, items.table, "judgments")
@@ -54,78 +69,76 @@ def train_teacher(
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError("too few queries to split into train and validation")
 
-    model, tokenizer = build_teacher(tcfg, levels)
+    device = default_device()
+    amp = autocast_dtype(tcfg.precision, device)
+    model, tokenizer = build_teacher(tcfg, levels, device)
     texts = item_texts(tokenizer, joined.items, tcfg.fields, tcfg.field_max_tokens)
     enc = encode_pairs(tokenizer, [r["query"] for r in rows], texts, tcfg.max_length)
-    labels = torch.tensor([r["label"] - 1 for r in rows], dtype=torch.long)
+    labels = torch.tensor([r["label"] - 1 for r in rows], dtype=torch.long, device=device)
     has_weights = tcfg.use_weights and any(r["weight"] is not None for r in rows)
     weights = torch.tensor(
         [(r["weight"] if r["weight"] is not None else 1.0) if has_weights else 1.0 for r in rows],
         dtype=torch.float32,
+        device=device,
     )
 
     def batch_inputs(idx: np.ndarray) -> dict[str, torch.Tensor]:
-        return dict(tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt"))
+        batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
+        return {k: v.to(device) for k, v in batch.items()}
 
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
         lr=tcfg.learning_rate,
         weight_decay=tcfg.weight_decay,
     )
-    rng = np.random.default_rng(tcfg.seed)
     steps_per_epoch = -(-len(train_idx) // tcfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=tcfg.learning_rate,
-        total_steps=steps_per_epoch * tcfg.epochs,
-        pct_start=0.1,
+    trainer = Trainer(
+        model=model,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=tcfg.learning_rate,
+            total_steps=steps_per_epoch * tcfg.epochs,
+            pct_start=0.1,
+        ),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16),
+        rng=np.random.default_rng(tcfg.seed),
     )
-    history: list[dict[str, float]] = []
-    best_loss, best_state, bad_epochs = float("inf"), None, 0
+    ckpt_dir, key = out_dir / CHECKPOINT_DIR, fingerprint(cfg, items_path, judgments_path)
+    state = (load_checkpoint(ckpt_dir, trainer, key) if tcfg.resume else None) or TrainState()
+    resumed_from = state.epoch
     started = time.perf_counter()
-    for epoch in range(tcfg.epochs):
-        model.train()
-        total, seen = 0.0, 0
-        batches = _batches(len(train_idx), tcfg.batch_size, rng)
-        bar = tqdm(batches, desc=f"teacher epoch {epoch + 1}/{tcfg.epochs}", unit="batch")
-        for b in bar:
-            idx = train_idx[b]
-            logits = model(**batch_inputs(idx)).logits
-            loss_each = torch.nn.functional.cross_entropy(logits, labels[idx], reduction="none")
-            w = weights[idx]
-            loss = (loss_each * w).sum() / w.sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            total += float(loss) * len(idx)
-            seen += len(idx)
-            bar.set_postfix(loss=f"{total / seen:.3f}")
-        val_loss, val_acc = _evaluate_loss(model, batch_inputs, labels, val_idx, tcfg.batch_size)
-        history.append(
+    while state.epoch < tcfg.epochs and not state.stopped:
+        bar = tqdm(
+            _batches(len(train_idx), tcfg.batch_size, trainer.rng),
+            desc=f"teacher epoch {state.epoch + 1}/{tcfg.epochs}",
+            unit="batch",
+        )
+        train_loss = _train_epoch(trainer, bar, train_idx, batch_inputs, labels, weights, amp)
+        val_loss, val_acc = _evaluate_loss(
+            model, batch_inputs, labels, val_idx, tcfg.batch_size, device, amp
+        )
+        state.epoch += 1
+        state.history.append(
             {
-                "epoch": epoch + 1,
-                "train_loss": total / seen,
+                "epoch": state.epoch,
+                "train_loss": train_loss,
                 "val_loss": val_loss,
                 "val_acc": val_acc,
             }
         )
-        log.info("epoch %d: %s", epoch + 1, history[-1])
-        if val_loss < best_loss - 1e-4:
-            best_loss, bad_epochs = val_loss, 0
-            best_state = {
-                k: v.detach().clone()
-                for k, v in model.state_dict().items()
-                if "lora_" in k or "modules_to_save" in k
-            }
+        log.info("epoch %d: %s", state.epoch, state.history[-1])
+        if val_loss < state.best_loss - 1e-4:
+            state.best_loss, state.bad_epochs = val_loss, 0
+            state.best_state = trainable_state(model)
         else:
-            bad_epochs += 1
-            if bad_epochs >= tcfg.patience:
-                log.info("early stop after epoch %d", epoch + 1)
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state, strict=False)
+            state.bad_epochs += 1
+            if state.bad_epochs >= tcfg.patience:
+                log.info("early stop after epoch %d", state.epoch)
+                state.stopped = True
+        save_checkpoint(ckpt_dir, trainer, state, key)
+    if state.best_state is not None:
+        load_trainable(model, state.best_state)
 
     meta = TeacherMeta(
         base_model=tcfg.base_model,
@@ -133,7 +146,9 @@ def train_teacher(
         fields=list(tcfg.fields),
         field_max_tokens=tcfg.field_max_tokens,
         max_length=tcfg.max_length,
-        history=history,
+        quantize=tcfg.quantize,
+        precision=tcfg.precision,
+        history=state.history,
     )
     meta = save_teacher(model, tokenizer, meta, out_dir)
     quarantine = [
@@ -150,15 +165,50 @@ def train_teacher(
         "levels": levels,
         "train_pairs": len(train_idx),
         "val_pairs": len(val_idx),
-        "epochs_run": len(history),
-        "best_val_loss": best_loss,
-        "history": history,
+        "epochs_run": len(state.history),
+        "resumed_from_epoch": resumed_from,
+        "best_val_loss": state.best_loss,
+        "history": state.history,
         "seconds": round(time.perf_counter() - started, 1),
         "inputs": {"items": items.summary(), "judgments": judgments.summary()},
         "unknown_items": joined.quarantine.num_rows,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
+
+
+def _train_epoch(
+    trainer: Trainer,
+    batches: Any,
+    train_idx: np.ndarray,
+    batch_inputs: Any,
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    amp: torch.dtype | None,
+) -> float:
+    """One pass over the training pairs (mixed precision, clipped grads); the mean loss."""
+    model, optimizer, scaler = trainer.model, trainer.optimizer, trainer.scaler
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    total, seen = 0.0, 0
+    for b in batches:
+        idx = train_idx[b]
+        with autocast(labels.device, amp):
+            logits = model(**batch_inputs(idx)).logits.float()
+        loss_each = torch.nn.functional.cross_entropy(logits, labels[idx], reduction="none")
+        w = weights[idx]
+        loss = (loss_each * w).sum() / w.sum()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients (a no-op unless fp16)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        trainer.scheduler.step()
+        total += float(loss.detach()) * len(idx)
+        seen += len(idx)
+        batches.set_postfix(loss=f"{total / seen:.3f}")
+    return total / seen
 
 
 @torch.inference_mode()
@@ -168,12 +218,15 @@ def _evaluate_loss(
     labels: torch.Tensor,
     idx: np.ndarray,
     batch_size: int,
+    device: torch.device,
+    amp: torch.dtype | None,
 ) -> tuple[float, float]:
     model.eval()
     total, correct = 0.0, 0
     for start in range(0, len(idx), batch_size):
         b = idx[start : start + batch_size]
-        logits = model(**batch_inputs(b)).logits
+        with autocast(device, amp):
+            logits = model(**batch_inputs(b)).logits.float()
         total += float(torch.nn.functional.cross_entropy(logits, labels[b], reduction="sum"))
         correct += int((logits.argmax(-1) == labels[b]).sum())
     return total / len(idx), correct / len(idx)
