@@ -28,7 +28,7 @@ class Strict(BaseModel):
 
 class DataConfig(Strict):
     levels: int = 5  # K, the number of graded relevance levels (Pinterest 5, CrowdFlower 4)
-    test_fraction: float = Field(0.2, gt=0, lt=1)  # share of queries held out for evaluation
+    test_fraction: float = Field(0.2, ge=0, lt=1)  # share of queries held out (0: a bench does it)
     val_fraction: float = Field(0.15, gt=0, lt=1)  # share of training queries for early stopping
     split_salt: str = "searchrel"  # salt of the query hash that assigns splits (stable across runs)
 

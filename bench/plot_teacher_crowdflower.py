@@ -1,0 +1,74 @@
+"""Plot bench/results/teacher_crowdflower.json to docs/img/teacher_crowdflower.png.
+
+    .venv/bin/python bench/plot_teacher_crowdflower.py [--json PATH] [--out PATH]
+
+One panel per protocol (grouped: unseen test queries; random: seen, as on Kaggle); in each,
+grouped bars of every model's mean over the folds per metric, with the std over folds as error
+bars. The dashed ticks on QWK are the 2015 Kaggle winner and best single model (test queries
+seen in training, so comparable with the random protocol only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("accuracy", "auroc_ge_2", "auroc_ge_3", "auroc_ge_4", "qwk", "ndcg_at_20")
+
+
+def plot(result: dict, out: Path) -> Path:
+    protocols = list(result["protocols"])
+    fig = Figure(figsize=(10, 3.4 * len(protocols)))
+    FigureCanvasAgg(fig)
+    kaggle = result["references"]["kaggle_2015_crowdflower"]
+    x = np.arange(len(METRICS))
+    for row, protocol in enumerate(protocols):
+        block = result["protocols"][protocol]
+        summary = block.get("summary", {})
+        models = [m for m in result["settings"]["models"] if m in summary]
+        ax = fig.add_subplot(len(protocols), 1, row + 1)
+        width = 0.8 / max(len(models), 1)
+        for k, model in enumerate(models):
+            means = [summary[model][m]["mean"] or 0.0 for m in METRICS]
+            stds = [summary[model][m]["std"] for m in METRICS]
+            yerr = None if all(v is None for v in stds) else [v or 0.0 for v in stds]
+            offset = (k - (len(models) - 1) / 2) * width
+            bars = ax.bar(x + offset, means, width=width, yerr=yerr, capsize=2, label=model)
+            ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+        q = METRICS.index("qwk")
+        for value, style in ((kaggle["winner_qwk"], "--"), (kaggle["best_single_model_qwk"], ":")):
+            ax.hlines(value, q - 0.45, q + 0.45, colors="k", linestyles=style, linewidth=1)
+        folds = len(block["folds"])
+        n = sum(f["test_pairs"] for f in block["folds"])
+        ax.set_title(
+            f"CrowdFlower, {protocol} folds ({folds} of 5 run, {n} test pairs; "
+            f"mean ± std over folds; QWK ticks: Kaggle 2015 winner / best single)",
+            fontsize=9,
+        )
+        ax.set_xticks(x, METRICS)
+        ax.set_ylim(0, 1.12)
+        ax.legend(loc="upper left", fontsize=7, ncol=len(models))
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--json", type=Path, default=ROOT / "bench" / "results" / "teacher_crowdflower.json"
+    )
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "teacher_crowdflower.png")
+    args = p.parse_args()
+    print(plot(json.loads(args.json.read_text(encoding="utf-8")), args.out))
+
+
+if __name__ == "__main__":
+    main()
