@@ -198,15 +198,10 @@ def _midranks(values: FloatArray) -> FloatArray:
     return ranks
 
 
-def auroc(positive: ArrayLike, scores: ArrayLike) -> float | None:
-    """Area under the ROC curve via the Mann–Whitney U statistic; None with one class only.
-
-    ``AUC = (R_pos - n_pos (n_pos + 1) / 2) / (n_pos * n_neg)`` where ``R_pos`` is the sum of
-    the midranks of the positives. Midranks count a positive/negative pair with equal scores
-    as half a win, which is exactly the area under the ROC curve with tied points joined by a
-    straight line (what sklearn's ``roc_auc_score`` reports). Scores are rounded to
-    ``SCORE_DECIMALS`` first so float noise does not split a tie.
-    """
+def _binary_inputs(
+    positive: ArrayLike, scores: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+    """(positives as bool, rounded scores, n_pos, n_neg); None when only one class is present."""
     pos = np.asarray(positive)
     if pos.ndim != 1:
         raise ValueError(f"positive must be 1-D, got shape {pos.shape}")
@@ -216,6 +211,22 @@ def auroc(positive: ArrayLike, scores: ArrayLike) -> float | None:
     n_neg = int(pos.size - n_pos)
     if n_pos == 0 or n_neg == 0:
         return None
+    return pos, s, n_pos, n_neg
+
+
+def auroc(positive: ArrayLike, scores: ArrayLike) -> float | None:
+    """Area under the ROC curve via the Mann–Whitney U statistic; None with one class only.
+
+    ``AUC = (R_pos - n_pos (n_pos + 1) / 2) / (n_pos * n_neg)`` where ``R_pos`` is the sum of
+    the midranks of the positives. Midranks count a positive/negative pair with equal scores
+    as half a win, which is exactly the area under the ROC curve with tied points joined by a
+    straight line (what sklearn's ``roc_auc_score`` reports). Scores are rounded to
+    ``SCORE_DECIMALS`` first so float noise does not split a tie.
+    """
+    binary = _binary_inputs(positive, scores)
+    if binary is None:
+        return None
+    pos, s, n_pos, n_neg = binary
     r_pos = float(_midranks(s)[pos].sum())
     return (r_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
@@ -234,15 +245,10 @@ def roc_curve(positive: ArrayLike, scores: ArrayLike) -> RocCurve | None:
     The trapezoidal area under these points therefore equals ``auroc`` exactly. The curve
     starts at (0, 0) (threshold ``+inf``: nothing predicted positive) and ends at (1, 1).
     """
-    pos = np.asarray(positive)
-    if pos.ndim != 1:
-        raise ValueError(f"positive must be 1-D, got shape {pos.shape}")
-    pos = pos.astype(bool)
-    s = np.round(_scores(scores, pos.size), SCORE_DECIMALS)
-    n_pos = int(pos.sum())
-    n_neg = int(pos.size - n_pos)
-    if n_pos == 0 or n_neg == 0:
+    binary = _binary_inputs(positive, scores)
+    if binary is None:
         return None
+    pos, s, n_pos, n_neg = binary
     order = np.argsort(-s, kind="stable")
     sorted_vals = s[order]
     # Last position of each run of equal scores: every item up to it is predicted positive.

@@ -28,14 +28,6 @@ BM25_FILE = "bm25_stats.json"
 STORE_META = "store.json"
 # Engagement rate -> the impression-log count it divides by impressions.
 RATES = {"click_rate": "clicks", "save_rate": "saves", "closeup_rate": "closeups"}
-ALL_TEXT_FIELDS = (
-    "title",
-    "description",
-    "caption",
-    "board_titles",
-    "engaged_queries",
-    "link_text",
-)
 
 
 def engagement_rates(
@@ -70,7 +62,7 @@ def build_item_store(
     out_dir: Path,
 ) -> dict[str, Any]:
     rows = items.to_pylist()
-    texts = {name: [field_text(r, name) for r in rows] for name in ALL_TEXT_FIELDS}
+    texts = {name: [field_text(r, name) for r in rows] for name in TEXT_FIELDS_FOR_BM25}
     tokens = {name: [tokenize(t) for t in texts[name]] for name in TEXT_FIELDS_FOR_BM25}
     all_text = [" | ".join(t for t in parts if t) for parts in zip(*texts.values(), strict=True)]
     # The item embedding reads the title, caption and description: what the Pin shows.

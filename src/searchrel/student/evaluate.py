@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from searchrel import metrics
-from searchrel.plots import write_plots
+from searchrel.evaluation_report import write_evaluation
 from searchrel.student.dataset import load_feature_rows
 from searchrel.student.model import ExportedStudent
 
@@ -31,10 +30,8 @@ def evaluate_student(
     )
     result["model_version"] = student.meta.version
     result["split"] = split
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    (out_dir / "metrics.md").write_text(metrics.to_markdown(result), encoding="utf-8")
-    write_plots(result, y_true, probs, out_dir, title=f"student {student.meta.version} ({split})")
+    title = f"student {student.meta.version} ({split})"
+    write_evaluation(result, y_true, probs, out_dir, title=title)
     return result
 
 

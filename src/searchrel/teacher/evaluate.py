@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,8 @@ import numpy as np
 
 from searchrel import metrics
 from searchrel.config import Config
+from searchrel.evaluation_report import write_evaluation
 from searchrel.pairs import join_items
-from searchrel.plots import write_plots
 from searchrel.splits import split_of
 from searchrel.tables import read_table
 from searchrel.teacher.model import TeacherScorer
@@ -47,10 +46,7 @@ def evaluate_teacher(
     )
     result["model_version"] = scorer.version
     result["split"] = split
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    (out_dir / "metrics.md").write_text(metrics.to_markdown(result), encoding="utf-8")
-    write_plots(result, y_true, probs, out_dir, title=f"teacher {scorer.version} ({split})")
+    write_evaluation(result, y_true, probs, out_dir, title=f"teacher {scorer.version} ({split})")
     return result
 
 
