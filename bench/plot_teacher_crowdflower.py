@@ -23,7 +23,7 @@ METRICS = ("accuracy", "auroc_ge_2", "auroc_ge_3", "auroc_ge_4", "qwk", "ndcg_at
 
 
 def plot(result: dict, out: Path) -> Path:
-    protocols = list(result["protocols"])
+    protocols = [p for p, block in result["protocols"].items() if block.get("folds")]  # ran
     fig = Figure(figsize=(10, 3.4 * len(protocols)))
     FigureCanvasAgg(fig)
     kaggle = result["references"]["kaggle_2015_crowdflower"]
@@ -66,8 +66,32 @@ def main() -> None:
         "--json", type=Path, default=ROOT / "bench" / "results" / "teacher_crowdflower.json"
     )
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "teacher_crowdflower.png")
+    p.add_argument(
+        "--add",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("JSON", "SUFFIX"),
+        help="models of another run on the same folds, shown as MODEL+SUFFIX",
+    )
     args = p.parse_args()
-    print(plot(json.loads(args.json.read_text(encoding="utf-8")), args.out))
+    result = json.loads(args.json.read_text(encoding="utf-8"))
+    for path, suffix in args.add:
+        add_models(result, json.loads(Path(path).read_text(encoding="utf-8")), suffix)
+    print(plot(result, args.out))
+
+
+def add_models(result: dict, other: dict, suffix: str) -> None:
+    """Put ``other``'s models for the protocols both ran beside ``result``'s, renamed."""
+    for protocol, block in other["protocols"].items():
+        mine = result["protocols"].get(protocol, {})
+        if not block.get("summary") or not mine.get("summary"):
+            continue
+        for model, figures in block["summary"].items():
+            if model in ("prior", "bm25", "embedding"):
+                continue  # the same baselines on the same fold: keep one copy
+            mine["summary"][model + suffix] = figures
+            result["settings"]["models"].append(model + suffix)
 
 
 if __name__ == "__main__":

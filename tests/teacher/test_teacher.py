@@ -37,11 +37,14 @@ def test_each_field_is_cut_to_its_token_budget_so_the_caption_survives() -> None
     )
 
 
-def test_only_adapters_and_the_classification_head_train() -> None:
+def test_only_adapters_the_classification_head_and_the_pooler_train() -> None:
     model, _ = build_teacher(TeacherConfig(lora_r=4, lora_alpha=8), levels=5)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable)
     assert any("classifier" in n for n in trainable)
+    # MiniLM's pooler was never trained (zero bias): it trains in full, without adapters.
+    pooler = [n for n in trainable if ".pooler." in n]
+    assert pooler and all("modules_to_save" in n for n in pooler)
     assert model.base_model.model.classifier.modules_to_save["default"].out_features == 5
     # The default targets of a BERT-like encoder: attention projections and dense layers.
     assert set(model.peft_config["default"].target_modules) == {"query", "key", "value", "dense"}

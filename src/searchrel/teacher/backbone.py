@@ -33,6 +33,7 @@ DEFAULT_TARGETS: tuple[tuple[str, ...], ...] = (
     ("qkv_proj", "o_proj"),  # Phi-3
 )
 HEADS = ("classifier", "score")  # the classification head: encoders, decoders
+POOLER = "pooler"  # BERT-like encoders' tanh(dense([CLS])), between the encoder and the head
 BNB_CPU_PACKING = "support_avx512bf16_for_cpu"  # Linear4bit's switch for its CPU inference layout
 
 
@@ -83,7 +84,7 @@ def load_backbone(
             bnb_4bit_compute_dtype=amp or torch.float32,
             # The K-class head is new and trains in full precision; without this list an
             # encoder's `classifier` would become a Linear4bit (only decoders' heads are skipped).
-            llm_int8_skip_modules=list(HEADS),
+            llm_int8_skip_modules=[*HEADS, rf".*{POOLER}"],  # a regex: any module path
         )
         target = torch.cuda.current_device() if device.type == "cuda" else "cpu"
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -154,6 +155,13 @@ def target_modules(model: torch.nn.Module, configured: Sequence[str]) -> list[st
 
 
 def head_modules(model: torch.nn.Module) -> list[str]:
-    """The classification head's name: `classifier` (encoders) or `score` (decoders)."""
+    """The modules that train in full: the classification head, `classifier` (encoders) or
+    `score` (decoders), and an encoder's [CLS] pooler where it has one."""
     names = {n for n, _ in model.named_children()}
-    return [h for h in HEADS if h in names]
+    heads = [h for h in HEADS if h in names]
+    # Sentence-embedding checkpoints (all-MiniLM, most sentence-transformers) never trained
+    # the pooler: zero bias, tiny weights squash [CLS] to ~0, so the head starts blind and the
+    # gradient reaching the adapters is tiny. Training it in full lets the head see [CLS].
+    if any(n.endswith(POOLER) for n, _ in model.named_modules()):
+        heads.append(POOLER)
+    return heads
