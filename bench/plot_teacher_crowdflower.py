@@ -84,14 +84,20 @@ def main() -> None:
 def add_models(result: dict, other: dict, suffix: str) -> None:
     """Put ``other``'s models for the protocols both ran beside ``result``'s, renamed."""
     for protocol, block in other["protocols"].items():
-        mine = result["protocols"].get(protocol, {})
-        if not block.get("summary") or not mine.get("summary"):
+        if not block.get("summary"):
             continue
+        mine = result["protocols"].setdefault(protocol, {})
+        if not mine.get("summary"):  # a protocol only the other run has: take it whole
+            mine.update(folds=block["folds"], summary={})
+            for model in ("prior", "bm25", "embedding"):
+                if model in block["summary"]:
+                    mine["summary"][model] = block["summary"][model]
         for model, figures in block["summary"].items():
             if model in ("prior", "bm25", "embedding"):
                 continue  # the same baselines on the same fold: keep one copy
             mine["summary"][model + suffix] = figures
-            result["settings"]["models"].append(model + suffix)
+            if model + suffix not in result["settings"]["models"]:
+                result["settings"]["models"].append(model + suffix)
 
 
 if __name__ == "__main__":
