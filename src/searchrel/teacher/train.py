@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def train_teacher(
     """Train, early-stop on validation queries, save adapters + head; return the summary.
 
     After every epoch a checkpoint goes to ``out_dir/checkpoint``; a rerun with the same config
-    and data resumes from it (``teacher.resume``).
+    and data resumes from it (``teacher.resume``). A finished run removes it.
     """
     tcfg, levels = cfg.teacher, cfg.data.levels
     seed_everything(tcfg.seed)
@@ -151,6 +152,9 @@ def train_teacher(
         history=state.history,
     )
     meta = save_teacher(model, tokenizer, meta, out_dir)
+    # The run is whole: optimizer state and RNGs would only weigh down the teacher artifact
+    # that labeling jobs download.
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
     quarantine = [
         q for q in (items.quarantine, judgments.quarantine, joined.quarantine) if q.num_rows
     ]
