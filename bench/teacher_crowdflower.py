@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -357,9 +358,13 @@ class Runner:
         out = self.work / plan.protocol / f"fold{plan.fold}" / name
         if out.exists():
             shutil.rmtree(out)  # never resume: the train time must be a whole run's
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
         summary = train_teacher(self.items_path, judgments_path, out, cfg)
         train_s = time.perf_counter() - started
+        peak_train = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
         if summary["train_pairs"] != len(plan.train_idx) or summary["val_pairs"] != len(
             plan.val_idx
         ):
@@ -384,7 +389,13 @@ class Runner:
             "train_loop_seconds": summary["seconds"],
             "train_pairs_per_s": round(len(plan.train_idx) * summary["epochs_run"] / train_s, 2),
             "device": str(scorer.device),
+            "quantize": cfg.teacher.quantize,
+            "base_model": cfg.teacher.base_model,
         }
+        if cuda:
+            extra["gpu"] = torch.cuda.get_device_name()
+            extra["peak_gpu_memory_gib_train"] = round(peak_train or 0.0, 3)
+            extra["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         return probs.astype(np.float64), train_s, score_s, extra
 
     def run(self, model: str, plan: FoldPlan) -> dict[str, Any]:
@@ -532,8 +543,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
     csvs = find_crowdflower_csvs(shared_dir(cfg))

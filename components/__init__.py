@@ -24,7 +24,8 @@ class Components:
     ingest: Any
     teacher_train: Any
     teacher_evaluate: Any
-    label: Any
+    label_shard: Any
+    label_collect: Any
     build_features: Any
     student_train: Any
     student_evaluate: Any
@@ -41,7 +42,8 @@ def build_components(images: Images | None = None) -> Components:
         ingest=_component(data.ingest, images.cpu),
         teacher_train=_component(teacher.teacher_train, images.gpu),
         teacher_evaluate=_component(teacher.teacher_evaluate, images.gpu),
-        label=_component(teacher.label, images.gpu),
+        label_shard=_component(teacher.label_shard, images.gpu),
+        label_collect=_component(teacher.label_collect, images.cpu),
         build_features=_component(student.build_features, images.cpu),
         student_train=_component(student.student_train, images.cpu),
         student_evaluate=_component(student.student_evaluate, images.cpu),

@@ -46,14 +46,16 @@ def teacher_evaluate(
         metrics.log_metric(name, value)
 
 
-def label(
+def label_shard(
     teacher: Input[Model],
     items: Input[Dataset],
     impressions: Input[Dataset],
     config_yaml: str,
-    teacher_labels: Output[Dataset],
+    shard: int,
+    n_shards: int,
+    shard_labels: Output[Dataset],
 ) -> None:
-    """Soft-label every distinct logged (query, item) pair with the teacher."""
+    """Soft-label one shard of the distinct logged (query, item) pairs with the teacher."""
     from searchrel.stage import config_file, run_stage
 
     run_stage(
@@ -61,6 +63,16 @@ def label(
         "--teacher", teacher.path,
         "--items", items.path,
         "--impressions", impressions.path,
-        "--out", teacher_labels.path,
+        "--out", shard_labels.path,
+        "--shards", str(n_shards),
+        "--shard", str(shard),
         "--config", config_file(config_yaml),
     )  # fmt: skip
+
+
+def label_collect(shard_labels: Input[list[Dataset]], teacher_labels: Output[Dataset]) -> None:
+    """Gather every shard's labels into one teacher_labels table; a missing shard fails."""
+    from searchrel.stage import run_stage
+
+    args = [a for d in shard_labels for a in ("--shard-dir", d.path)]
+    run_stage("searchrel.teacher.collect", *args, "--out", teacher_labels.path)

@@ -1,7 +1,8 @@
 """The relevance loop as a KFP v2 pipeline.
 
 ingest -> teacher train -> teacher evaluate
-                        -> label impressions -> features -> student train -> student evaluate
+                        -> ParallelFor(shard): label shard -> collect -> features
+                           -> student train -> student evaluate
 
 The served model is the ``student`` output (a self-contained bundle: exported student and
 item store). Built by a function so that images are resolved at build time, not import time.
@@ -14,6 +15,8 @@ from kfp import compiler, dsl
 from kfp.dsl import Dataset, Metrics, Model
 
 from components import build_components
+from pipelines.gpu import on_gpu
+from searchrel.config import LabelConfig
 from searchrel.images import Images
 
 PIPELINE_NAME = "searchrel-relevance-loop"
@@ -26,7 +29,10 @@ class LoopOutputs(NamedTuple):
     student_metrics: Metrics
 
 
-def build_pipeline(images: Images | None = None) -> Any:  # a kfp GraphComponent
+def build_pipeline(
+    images: Images | None = None, label_shards: int = LabelConfig().shards
+) -> Any:  # a kfp GraphComponent
+    """The pipeline; ``label_shards`` labeling tasks run in parallel (fixed when compiled)."""
     ops = build_components(images)
 
     @dsl.pipeline(name=PIPELINE_NAME, description=__doc__)
@@ -37,18 +43,26 @@ def build_pipeline(images: Images | None = None) -> Any:  # a kfp GraphComponent
             judgments=data.outputs["judgments"],
             config_yaml=config_yaml,
         ).set_display_name("teacher: fine-tune")
+        on_gpu(teacher)
         teacher_eval = ops.teacher_evaluate(
             teacher=teacher.outputs["teacher"],
             items=data.outputs["items"],
             judgments=data.outputs["judgments"],
             config_yaml=config_yaml,
         ).set_display_name("teacher: evaluate")
-        labels = ops.label(
-            teacher=teacher.outputs["teacher"],
-            items=data.outputs["items"],
-            impressions=data.outputs["impressions"],
-            config_yaml=config_yaml,
-        ).set_display_name("teacher: label impressions")
+        with dsl.ParallelFor(items=list(range(label_shards)), name="label-shards") as shard:
+            shard_task = ops.label_shard(
+                teacher=teacher.outputs["teacher"],
+                items=data.outputs["items"],
+                impressions=data.outputs["impressions"],
+                config_yaml=config_yaml,
+                shard=shard,
+                n_shards=label_shards,
+            ).set_display_name("teacher: label a shard")
+            on_gpu(shard_task).set_retry(num_retries=2, backoff_duration="60s")
+        labels = ops.label_collect(
+            shard_labels=dsl.Collected(shard_task.outputs["shard_labels"])
+        ).set_display_name("teacher: collect labels")
         features = ops.build_features(
             items=data.outputs["items"],
             judgments=data.outputs["judgments"],
@@ -72,7 +86,9 @@ def build_pipeline(images: Images | None = None) -> Any:  # a kfp GraphComponent
     return relevance_loop
 
 
-def compile_pipeline(out: Path, images: Images | None = None) -> str:
+def compile_pipeline(
+    out: Path, images: Images | None = None, label_shards: int = LabelConfig().shards
+) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(images), str(out))
+    compiler.Compiler().compile(build_pipeline(images, label_shards), str(out))
     return str(out)

@@ -10,6 +10,7 @@ from typing import Any
 from kfp import local
 
 from pipelines.relevance_loop import build_pipeline
+from searchrel.config import load_config
 
 
 def run_local(source: str, config_path: Path | None, pipeline_root: Path) -> dict[str, Any]:
@@ -28,7 +29,8 @@ def run_local(source: str, config_path: Path | None, pipeline_root: Path) -> dic
         # Our images are named searchrel-python*, which kfp's "is this a Python image" guess
         # does not recognise; the steps do run in a Python environment.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        task = build_pipeline()(source=source, config_yaml=config_yaml)
+        shards = load_config(config_path).label.shards
+        task = build_pipeline(label_shards=shards)(source=source, config_yaml=config_yaml)
     outputs = {
         name: task.outputs[name]
         for name in ("student", "features", "teacher_metrics", "student_metrics")

@@ -70,6 +70,8 @@ def _teacher(item_id: str = "p1", probs: Any = None, **extra: Any) -> dict[str, 
         "label": 4,
         "expected_score": 3.6,
         "teacher_version": "t1",
+        "date": dt.date(2026, 11, 1),
+        "input_hash": "ab" * 32,
     }
     return row | extra
 

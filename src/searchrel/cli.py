@@ -118,17 +118,61 @@ def teacher_evaluate_cmd(
 
 @app.command("label")
 def label_cmd(
-    teacher: Annotated[Path, typer.Option(help="teacher directory")],
     items: Annotated[Path, typer.Option(help="items.parquet")],
     impressions: Annotated[Path, typer.Option(help="impressions.parquet")],
-    out: Annotated[Path, typer.Option(help="teacher_labels.parquet to write")],
+    out: Annotated[Path, typer.Option(help="teacher_labels directory (date=/shard- files)")],
+    teacher: Annotated[
+        Path | None, typer.Option(help="teacher directory (not needed with --backend judge)")
+    ] = None,
     date: Annotated[str | None, typer.Option(help="only this day (YYYY-MM-DD)")] = None,
+    shards: Annotated[int | None, typer.Option(help="shards per date (config: 8)")] = None,
+    shard: Annotated[
+        list[int] | None, typer.Option(help="label only these shards (repeatable; 0-based)")
+    ] = None,
+    previous: Annotated[
+        list[Path] | None, typer.Option(help="earlier teacher_labels to reuse where unchanged")
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="teacher (local model) or judge (remote LLM)")
+    ] = None,
+    judge_url: Annotated[str | None, typer.Option(help="the judge's server URL")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Label the logged impressions with the teacher's soft labels."""
+    """Label the logged impressions with soft labels, by shard; a rerun resumes."""
+    from searchrel.config import load_config
     from searchrel.teacher.label import label_impressions
 
-    _print(label_impressions(teacher, items, impressions, out, _cfg(config), date=date))
+    overrides: dict[str, Any] = {"label": {}, "judge": {}}
+    if shards is not None:
+        overrides["label"]["shards"] = shards
+    if backend is not None:
+        overrides["label"]["backend"] = backend
+    if judge_url is not None:
+        overrides["judge"]["url"] = judge_url
+    cfg = load_config(config, overrides=overrides)
+    _print(
+        label_impressions(
+            teacher,
+            items,
+            impressions,
+            out,
+            cfg,
+            date=date,
+            shards=shard,
+            previous=previous or [],
+        )
+    )
+
+
+@app.command("label-collect")
+def label_collect_cmd(
+    shard_dir: Annotated[list[Path], typer.Option(help="a shard task's output (repeatable)")],
+    out: Annotated[Path, typer.Option(help="teacher_labels directory to write")],
+) -> None:
+    """Gather the shard outputs of a fanned-out labeling run; fail if any shard is missing."""
+    from searchrel.teacher.collect import collect_shards
+
+    _print(collect_shards(shard_dir, out))
 
 
 @features_app.command("build")
@@ -136,7 +180,9 @@ def features_build_cmd(
     items: Annotated[Path, typer.Option(help="items.parquet")],
     judgments: Annotated[Path, typer.Option(help="judgments.parquet")],
     out: Annotated[Path, typer.Option(help="directory: item_store/ + student_features.parquet")],
-    teacher_labels: Annotated[Path | None, typer.Option(help="teacher_labels.parquet")] = None,
+    teacher_labels: Annotated[
+        Path | None, typer.Option(help="teacher_labels directory or file")
+    ] = None,
     impressions: Annotated[Path | None, typer.Option(help="impressions.parquet")] = None,
     config: ConfigOpt = None,
 ) -> None:

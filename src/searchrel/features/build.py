@@ -27,6 +27,14 @@ STORE_DIR = "item_store"
 FEATURES_FILE = "student_features.parquet"
 
 
+def latest_per_pair(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One teacher label per pair: the latest date's (the teacher's current view of it)."""
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: r["date"]):
+        latest[(r["query"], r["locale"], r["item_id"])] = r
+    return [latest[k] for k in sorted(latest)]
+
+
 def build_features(
     items_path: Path,
     judgments_path: Path,
@@ -64,7 +72,7 @@ def build_features(
         r["weight"] = 1.0 if r["weight"] is None else r["weight"]
     sources.append(("human", human))
     if labels is not None:
-        teacher = labels.table.to_pylist()
+        teacher = latest_per_pair(labels.table.to_pylist())
         for r in teacher:
             r["target"] = r["probs"]
             r["weight"] = 1.0

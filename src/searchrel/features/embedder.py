@@ -19,7 +19,10 @@ class Embedder:
 
         self.source = source
         self.batch_size = batch_size
-        self.model = SentenceTransformer(resolve_model_source(source), device="cpu")
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = SentenceTransformer(resolve_model_source(source), device=device)
         self.dim = int(self.model.get_sentence_embedding_dimension() or 0)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size

@@ -28,7 +28,7 @@ CHECKPOINT_DIR = "checkpoint"
 TENSORS_FILE = "tensors.pt"
 STATE_FILE = "state.json"
 # Settings that do not change what training computes; a change of them still resumes.
-NOT_FINGERPRINTED = {"resume", "label_batch_size"}
+NOT_FINGERPRINTED = {"resume", "label_batch_size", "label_batch_tokens"}
 
 
 @dataclass

@@ -35,7 +35,12 @@ def evaluate_teacher(
         raise ValueError(f"no judgments fall in the {split!r} split")
     rows = [rows[i] for i in keep]
     texts = scorer.item_texts([joined.items[i] for i in keep])
-    probs = scorer.predict_proba([r["query"] for r in rows], texts, cfg.teacher.label_batch_size)
+    probs = scorer.predict_proba(
+        [r["query"] for r in rows],
+        texts,
+        cfg.teacher.label_batch_size,
+        max_batch_tokens=cfg.teacher.label_batch_tokens,
+    )
     y_true = np.array([r["label"] for r in rows])
     result = metrics.evaluate(
         y_true,

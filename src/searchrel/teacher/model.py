@@ -30,6 +30,7 @@ from searchrel.teacher.backbone import (
     prepare_for_training,
     target_modules,
 )
+from searchrel.teacher.batching import pad_batch, token_budget_batches
 from searchrel.teacher.encoding import encode_pairs, item_texts
 
 __all__ = ["TeacherMeta", "TeacherScorer", "build_teacher", "load_tokenizer", "save_teacher"]
@@ -107,11 +108,15 @@ def save_teacher(
 class TeacherScorer:
     """A saved teacher, ready to score pairs: adapters merged, inference mode, sorted batches."""
 
-    def __init__(self, directory: str | Path, device: str | None = None):
+    def __init__(
+        self, directory: str | Path, device: str | None = None, precision: str | None = None
+    ):
+        """``precision`` overrides the training precision for scoring (bf16 on a GPU, or on a
+        CPU with AVX512-BF16; "auto" is fp32 on CPU)."""
         self.directory = Path(directory)
         self.meta = TeacherMeta.load(self.directory)
         self.device = torch.device(device) if device else default_device()
-        self.amp = autocast_dtype(self.meta.precision, self.device)
+        self.amp = autocast_dtype(precision or self.meta.precision, self.device)
         self.tokenizer = load_tokenizer(str(self.directory / ADAPTER_DIR))
         base = load_backbone(
             resolve_model_source(self.meta.base_model),
@@ -140,17 +145,18 @@ class TeacherScorer:
         texts: Sequence[str],
         batch_size: int = 64,
         progress: Any = None,
+        max_batch_tokens: int | None = None,
     ) -> np.ndarray:
-        """K probabilities per pair; batches of similar length so padding is small."""
+        """K probabilities per pair; length-sorted batches under a token budget (little padding)."""
         enc = encode_pairs(self.tokenizer, queries, texts, self.meta.max_length)
         ids: list[list[int]] = enc["input_ids"]
-        order = np.argsort([len(x) for x in ids], kind="stable")
+        lengths = [len(x) for x in ids]
+        budget = max_batch_tokens or batch_size * self.meta.max_length
         out = np.zeros((len(ids), self.meta.levels), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = self.tokenizer.pad(
-                {k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt"
-            ).to(self.device)
+        pad_id = int(self.tokenizer.pad_token_id)
+        for idx in token_budget_batches(lengths, batch_size, budget):
+            arrays = pad_batch(enc, idx.tolist(), pad_id, self.tokenizer.padding_side)
+            batch = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
             with autocast(self.device, self.amp):
                 logits = self.model(**batch).logits.float()
             out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()

@@ -1,0 +1,58 @@
+"""Gather the shards of a fanned-out labeling run (one KFP task per shard) into one table.
+
+Each shard task writes its own directory; this copies every recorded shard into one
+``date=/shard-`` tree, checks each file against its record's sha256, and writes each date's
+manifest. A missing or unrecorded shard is an error: a partial day never passes as whole.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from searchrel.tables import ContractError
+from searchrel.teacher import shards as sh
+
+
+def collect_shards(shard_dirs: Sequence[Path], out_dir: Path) -> dict[str, Any]:
+    by_date: dict[str, dict[int, sh.ShardRecord]] = {}
+    n_by_date: dict[str, int] = {}
+    for src in shard_dirs:
+        for record_file in sorted(Path(src).glob("date=*/shard-*-of-*.json")):
+            pdir = record_file.parent
+            k, n = _shard_numbers(record_file)
+            record = sh.read_record(pdir, k, n)
+            if record is None:
+                raise ContractError(f"{record_file}: its data file is missing or altered")
+            if n_by_date.setdefault(record.date, n) != n:
+                raise ContractError(f"{record.date}: shards of {n} and {n_by_date[record.date]}")
+            target = out_dir / pdir.name
+            target.mkdir(parents=True, exist_ok=True)
+            for path in (sh.data_path(pdir, k, n), sh.failures_path(pdir, k, n), record_file):
+                if path.exists():
+                    shutil.copy2(path, target / path.name)
+            by_date.setdefault(record.date, {})[k] = record
+    if not by_date:
+        raise ContractError("no labeled shards in the given directories")
+    dates = {}
+    for date, records in sorted(by_date.items()):
+        n = n_by_date[date]
+        missing = sorted(set(range(n)) - set(records))
+        if missing:
+            raise ContractError(f"{date}: shards {missing} of {n} were never labeled")
+        manifest = sh.write_manifest(out_dir / f"date={date}", list(records.values()))
+        dates[date] = {k: manifest[k] for k in ("rows", "failed", "complete", "n_shards")}
+    return {"stage": "label-collect", "dates": dates}
+
+
+def _shard_numbers(record_file: Path) -> tuple[int, int]:
+    left, right = record_file.stem.removeprefix("shard-").split("-of-")
+    return int(left), int(right)
+
+
+if __name__ == "__main__":
+    from searchrel.cli import module_main
+
+    module_main("label-collect")
