@@ -219,7 +219,9 @@ def student_evaluate_cmd(
 
 @app.command("serve")
 def serve_cmd(
-    model_dir: Annotated[Path, typer.Option(help="student directory (with item_store/)")],
+    model_dir: Annotated[
+        str, typer.Option(help="student bundle: a directory or an s3://, gs:// ... URI")
+    ],
     host: Annotated[str | None, typer.Option(help="bind address (config: 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (config: 8080)")] = None,
     request_log: Annotated[Path | None, typer.Option(help="directory of the request log")] = None,

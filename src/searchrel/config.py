@@ -112,6 +112,8 @@ class ServeConfig(Strict):
     http_port: int = 8080  # REST port (V1 and V2)
     max_candidates: int = 1000  # most item ids one request may carry
     max_query_chars: int = 512  # longer queries are rejected with a 400
+    inline_items: bool = False  # score ids missing from the store from item text in the request
+    max_item_text_chars: int = 4000  # longest inline item field accepted
     log_sample_rate: float = Field(1.0, ge=0, le=1)  # share of requests written to the request log
     request_log: str = "request_log"  # directory of the sampled request log (JSONL files)
 

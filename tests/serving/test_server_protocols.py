@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
 import psutil
 import pytest
@@ -143,3 +150,88 @@ def test_served_requests_reach_the_request_log_with_the_contract_schema(
     assert rows[0]["expected_score"] == pytest.approx(
         r.json()["predictions"][0]["scores"][0], abs=1e-4
     )
+
+
+def test_sigterm_lets_in_flight_requests_finish(
+    local_run: dict, tmp_path: Path, server: RunningServer
+) -> None:
+    """A second server: requests in flight when SIGTERM arrives are answered, then it exits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from searchrel.demo import free_port, wait_ready
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "searchrel.serving.server", "--model-dir",
+         local_run["outputs"]["student"], "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, MODEL, proc, timeout=120)
+    ids = (server.item_ids * 1000)[:1000]
+    body = {"instances": [{"query": "red vase", "item_ids": ids}]}
+
+    def call(_: int) -> int:
+        return httpx.post(base + V1, json=body, timeout=60).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(call, i) for i in range(6)]
+        time.sleep(0.3)  # all six are sent; the server works through them one by one
+        proc.send_signal(signal.SIGTERM)
+        statuses = [f.result() for f in futures]
+    assert statuses == [200] * 6
+    assert proc.wait(timeout=60) == 0
+
+
+def test_inline_items_are_refused_unless_the_server_allows_them(server: RunningServer) -> None:
+    body = {"instances": [{"query": "red vase", "item_ids": ["new-1"],
+                           "items": [{"item_id": "new-1", "title": "a red vase"}]}]}  # fmt: skip
+    r = httpx.post(server.base + V1, json=body)
+    assert r.status_code == 400 and "inline" in r.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def inline_server(local_run: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from searchrel.demo import free_port, stop_server, wait_ready
+
+    work = tmp_path_factory.mktemp("inline")
+    config = work / "serve.yaml"
+    config.write_text("data:\n  levels: 5\nserve:\n  inline_items: true\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "searchrel.serving.server", "--model-dir",
+         local_run["outputs"]["student"], "--port", str(port), "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, MODEL, proc, timeout=120)
+    yield base
+    stop_server(proc)
+
+
+def test_an_unknown_item_sent_with_its_text_scores_like_the_stored_item(
+    inline_server: str, server: RunningServer, tiny_source: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    items = {r["item_id"]: r for r in pq.read_table(tiny_source / "items.parquet").to_pylist()}
+    known = server.item_ids[:3]
+    twin = {k: items[known[1]].get(k) for k in
+            ("title", "description", "caption", "board_titles", "engaged_queries",
+             "link_title", "link_description")}  # fmt: skip
+    body = {"instances": [{"query": "red vase", "locale": "en-US",
+                           "item_ids": [known[0], "brand-new", known[2]],
+                           "items": [{"item_id": "brand-new", **twin}]}]}  # fmt: skip
+    r = httpx.post(inline_server + V1, json=body)
+    assert r.status_code == 200, r.text
+    got = r.json()["predictions"][0]
+    plain = {"instances": [{"query": "red vase", "locale": "en-US", "item_ids": known}]}
+    stored = httpx.post(inline_server + V1, json=plain).json()["predictions"][0]
+    assert got["item_ids"] == [known[0], "brand-new", known[2]]
+    assert got["scores"][0] == stored["scores"][0] and got["scores"][2] == stored["scores"][2]
+    # Same text, same embedding and BM25; only the engagement differs (catalogue mean vs the
+    # item's own history), so the twin's score is close to, not equal to, the stored item's.
+    assert abs(got["scores"][1] - stored["scores"][1]) < 1.0
+    missing = {"instances": [{"query": "red vase", "item_ids": ["nowhere"], "items": []}]}
+    r = httpx.post(inline_server + V1, json=missing)
+    assert r.status_code == 400 and "unknown item" in r.json()["error"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from searchrel.config import FeatureConfig
 from searchrel.features.embedder import Embedder
-from searchrel.features.store import ItemStore
+from searchrel.features.store import InlineItems, ItemStore
 from searchrel.schema import SCALAR_FEATURES, TEXT_FIELDS_FOR_BM25
 from searchrel.text import clean_text, tokenize
 
@@ -39,7 +39,7 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 class PairFeaturizer:
-    def __init__(self, store: ItemStore, embedder: Embedder, cfg: FeatureConfig):
+    def __init__(self, store: ItemStore | InlineItems, embedder: Embedder, cfg: FeatureConfig):
         if embedder.dim != store.dim:
             raise ValueError(f"embedder dim {embedder.dim} != item store dim {store.dim}")
         self.store, self.embedder, self.cfg = store, embedder, cfg

@@ -54,6 +54,16 @@ def engagement_rates(
     return out
 
 
+def embed_text(item: dict[str, Any]) -> str:
+    """What the item embedding reads: the title, caption and description (what the Pin shows)."""
+    return clean_text([item["title"], item.get("caption"), item.get("description")])[:1000]
+
+
+def field_texts(item: dict[str, Any]) -> dict[str, str]:
+    """The item's text per BM25 field."""
+    return {name: field_text(item, name) for name in TEXT_FIELDS_FOR_BM25}
+
+
 def build_item_store(
     items: pa.Table,
     impressions: pa.Table | None,
@@ -62,14 +72,11 @@ def build_item_store(
     out_dir: Path,
 ) -> dict[str, Any]:
     rows = items.to_pylist()
-    texts = {name: [field_text(r, name) for r in rows] for name in TEXT_FIELDS_FOR_BM25}
+    per_item = [field_texts(r) for r in rows]
+    texts = {name: [t[name] for t in per_item] for name in TEXT_FIELDS_FOR_BM25}
     tokens = {name: [tokenize(t) for t in texts[name]] for name in TEXT_FIELDS_FOR_BM25}
     all_text = [" | ".join(t for t in parts if t) for parts in zip(*texts.values(), strict=True)]
-    # The item embedding reads the title, caption and description: what the Pin shows.
-    embed_text = [
-        clean_text([r["title"], r.get("caption"), r.get("description")])[:1000] for r in rows
-    ]
-    embeddings = embedder.encode(embed_text, progress=True)
+    embeddings = embedder.encode([embed_text(r) for r in rows], progress=True)
     engagement = engagement_rates(impressions, cfg.engagement_prior_impressions)
     default = {"click_rate": 0.0, "save_rate": 0.0, "closeup_rate": 0.0, "log_impressions": 0.0}
     if engagement:  # items never shown get the global (prior) rates
@@ -151,6 +158,11 @@ class ItemStore:
         )
         stats = json.loads((self.directory / BM25_FILE).read_text(encoding="utf-8"))
         self.bm25 = {name: BM25Field(**stats[name]) for name in TEXT_FIELDS_FOR_BM25}
+        # An item the store has never seen gets the catalogue's mean rates and no impressions.
+        self.default_engagement = (
+            self.engagement.mean(axis=0) if self.ids else np.zeros(4, dtype=np.float32)
+        )
+        self.default_engagement[3] = 0.0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -165,3 +177,30 @@ class ItemStore:
             else:
                 rows.append(i)
         return np.array(rows, dtype=np.int64), missing
+
+
+class InlineItems:
+    """Items sent with a request (not in the store), laid out like an ``ItemStore`` so the same
+    featurizer scores them: embedded now, BM25 against the catalogue's statistics, the
+    catalogue's mean engagement."""
+
+    def __init__(self, items: list[dict[str, Any]], store: ItemStore, embedder: Embedder):
+        self.dim = store.dim
+        self.bm25 = store.bm25
+        self.ids = [r["item_id"] for r in items]
+        self.embeddings = (
+            embedder.encode([embed_text(r) for r in items])
+            if items
+            else np.zeros((0, store.dim), dtype=np.float32)
+        )
+        per_item = [field_texts(r) for r in items]
+        self.term_counts = {
+            name: [Counter(tokenize(t[name])) for t in per_item] for name in TEXT_FIELDS_FOR_BM25
+        }
+        self.lengths = {
+            name: np.array([sum(c.values()) for c in counts], dtype=np.float32)
+            for name, counts in self.term_counts.items()
+        }
+        self.title_text = [t["title"].lower() for t in per_item]
+        self.all_text = [" | ".join(v for v in t.values() if v).lower() for t in per_item]
+        self.engagement = np.tile(store.default_engagement, (len(items), 1)).astype(np.float32)

@@ -26,4 +26,7 @@ SCORES = Histogram(
     buckets=(1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0),
 )
 CACHE_HIT_RATIO = Gauge("searchrel_query_cache_hit_ratio", "Query-embedding cache hit ratio")
+INLINE_ITEMS = Counter(
+    "searchrel_inline_items_total", "Items scored from request text (not in the item store)"
+)
 MODEL_INFO = Info("searchrel_model", "The student model being served")

@@ -27,7 +27,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from searchrel.config import FeatureConfig, ServeConfig
 from searchrel.features.embedder import Embedder
 from searchrel.features.pairs import PairFeaturizer, assemble_inputs
-from searchrel.features.store import ItemStore
+from searchrel.features.store import InlineItems, ItemStore
 from searchrel.request_log import RequestLogger
 from searchrel.schema import SCALAR_FEATURES
 from searchrel.serving import metrics
@@ -38,11 +38,16 @@ log = logging.getLogger(__name__)
 DEFAULT_LOCALE = "und"  # BCP 47 "undetermined", when a request names no locale
 
 
+INLINE_FIELDS = ("title", "description", "caption", "board_titles", "engaged_queries",
+                 "link_title", "link_description")  # fmt: skip
+
+
 @dataclass
 class ScoringRequest:
     query: str
     locale: str
     item_ids: list[str]
+    inline: dict[str, dict[str, Any]] | None = None  # item_id -> fields, for unknown ids
 
 
 class StudentModel(Model):
@@ -103,6 +108,41 @@ class StudentModel(Model):
             raise InvalidInput("'item_ids' must hold strings")
         return ScoringRequest(query, locale, item_ids)
 
+    def _check_inline(self, items: Any) -> dict[str, dict[str, Any]] | None:
+        """Inline items: [{"item_id", "title", optional text fields}], when enabled."""
+        if items is None:
+            return None
+        if not self.cfg.inline_items:
+            raise InvalidInput("inline 'items' are turned off on this server (serve.inline_items)")
+        if not isinstance(items, list) or len(items) > self.cfg.max_candidates:
+            raise InvalidInput(f"'items' must be a list of at most {self.cfg.max_candidates}")
+        out: dict[str, dict[str, Any]] = {}
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("item_id"), str):
+                raise InvalidInput("each inline item needs a string 'item_id'")
+            title = item.get("title")
+            if not isinstance(title, str) or not title.strip():
+                raise InvalidInput(f"inline item {item['item_id']!r} needs a non-empty 'title'")
+            fields: dict[str, Any] = {"item_id": item["item_id"]}
+            for name in INLINE_FIELDS:
+                value = item.get(name)
+                if value is None:
+                    fields[name] = None
+                    continue
+                parts = value if isinstance(value, list) else [value]
+                if not all(isinstance(v, str) for v in parts) or len(parts) > 100:
+                    raise InvalidInput(
+                        f"inline item field {name!r} must be a string or a list of strings"
+                    )
+                if sum(len(v) for v in parts) > self.cfg.max_item_text_chars:
+                    raise InvalidInput(
+                        f"inline item field {name!r} is longer than "
+                        f"{self.cfg.max_item_text_chars} characters"
+                    )
+                fields[name] = value
+            out[item["item_id"]] = fields
+        return out
+
     def _parse_v1(self, payload: Any) -> list[ScoringRequest]:
         if isinstance(payload, bytes | bytearray):  # a JSON body sent without a JSON content type
             try:
@@ -118,7 +158,9 @@ class StudentModel(Model):
         for inst in instances:
             if not isinstance(inst, dict):
                 raise InvalidInput("each instance must be an object with query and item_ids")
-            out.append(self._check(inst.get("query"), inst.get("locale"), inst.get("item_ids")))
+            req = self._check(inst.get("query"), inst.get("locale"), inst.get("item_ids"))
+            req.inline = self._check_inline(inst.get("items"))
+            out.append(req)
         return out
 
     def _parse_v2(self, request: InferRequest) -> ScoringRequest:
@@ -146,14 +188,33 @@ class StudentModel(Model):
 
     def score(self, req: ScoringRequest) -> tuple[np.ndarray, np.ndarray]:
         rows, missing = self.store.rows_of(req.item_ids)
-        if missing:
-            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise InvalidInput(f"{len(missing)} unknown item id(s): {shown}")
+        inline = req.inline or {}
+        unresolved = [i for i in missing if i not in inline]
+        if unresolved:
+            shown = ", ".join(unresolved[:10]) + (" ..." if len(unresolved) > 10 else "")
+            raise InvalidInput(f"{len(unresolved)} unknown item id(s): {shown}")
         feats = self.featurizer.featurize(req.query, rows)
+        qvec, ivecs, scalars = feats.query_embedding, feats.item_embeddings, feats.scalars
+        if missing:  # score the inline items, then put every item back in the order sent
+            extra = InlineItems([inline[i] for i in missing], self.store, self.embedder)
+            more = PairFeaturizer(extra, self.embedder, self.feature_cfg).featurize(
+                req.query, np.arange(len(missing)), query_embedding=qvec
+            )
+            known = [i for i, item_id in enumerate(req.item_ids) if item_id in self.store.index]
+            new = [i for i, item_id in enumerate(req.item_ids) if item_id not in self.store.index]
+            ivecs = np.zeros((len(req.item_ids), self.store.dim), dtype=np.float32)
+            scalars = np.zeros((len(req.item_ids), feats.scalars.shape[1]), dtype=np.float32)
+            ivecs[known], scalars[known] = feats.item_embeddings, feats.scalars
+            slot = {item_id: j for j, item_id in enumerate(missing)}
+            take = [slot[req.item_ids[i]] for i in new]
+            ivecs[new], scalars[new] = more.item_embeddings[take], more.scalars[take]
+            metrics.INLINE_ITEMS.inc(len(new))
+        rows_n = len(req.item_ids)
+        feats = type(feats)(query_embedding=qvec, item_embeddings=ivecs, scalars=scalars)
         x = assemble_inputs(feats.query_embedding, feats.item_embeddings, feats.scalars)
         probs = self.student.predict_proba(x)
         scores = probs @ np.arange(1, probs.shape[1] + 1, dtype=np.float32)
-        metrics.CANDIDATES.observe(len(rows))
+        metrics.CANDIDATES.observe(rows_n)
         for s in scores:
             metrics.SCORES.observe(float(s))
         metrics.CACHE_HIT_RATIO.set(

@@ -16,7 +16,23 @@ from searchrel.config import Config
 log = logging.getLogger(__name__)
 
 
+async def request_validation_handler(request: Any, exc: Any) -> Any:
+    """A body that does not fit the V2 schema: 400 naming the fields, never echoing values.
+
+    FastAPI's own handler answers 422 with the offending input inside; an input such as
+    Infinity cannot be written as JSON, and the request then ends in a 500.
+    """
+    from fastapi.responses import JSONResponse
+
+    problems = [
+        f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg', 'invalid')}"
+        for e in exc.errors()[:5]
+    ]
+    return JSONResponse(status_code=400, content={"error": "; ".join(problems)})
+
+
 def _rest_server_bound_to(host: str) -> Any:
+    from fastapi.exceptions import RequestValidationError
     from kserve.protocol.rest.server import RESTServer
 
     class BoundRESTServer(RESTServer):
@@ -24,11 +40,37 @@ def _rest_server_bound_to(host: str) -> Any:
             super().__init__(*args, **kwargs)
             self.config.host = host
 
+        def _add_exception_handlers(self, app: Any) -> None:
+            super()._add_exception_handlers(app)
+            app.add_exception_handler(RequestValidationError, request_validation_handler)
+
     return BoundRESTServer
 
 
+def local_model_dir(source: str | Path, download_dir: Path | None = None) -> Path:
+    """The student bundle as a local directory: as given, or fetched from s3://, gs://, ...
+    through kserve's storage module (the same one KServe's storage initializer uses)."""
+    from searchrel.model_source import OBJECT_STORE_PREFIXES, ModelSourceError
+
+    text = str(source)
+    if text.startswith(OBJECT_STORE_PREFIXES):
+        try:
+            from kserve_storage import Storage
+        except ImportError as exc:
+            raise ModelSourceError(
+                f"{text}: object-store bundles need `pip install searchrel[storage]`"
+            ) from exc
+        target = download_dir or Path.cwd() / ".model-cache" / "student"
+        target.mkdir(parents=True, exist_ok=True)
+        return Path(Storage.download(text, out_dir=str(target)))
+    path = Path(text).expanduser()
+    if not (path / "student.json").is_file():
+        raise ModelSourceError(f"{text}: not a student bundle (no student.json)")
+    return path
+
+
 def serve(
-    model_dir: Path,
+    model_dir: str | Path,
     cfg: Config,
     host: str | None = None,
     port: int | None = None,
@@ -45,7 +87,7 @@ def serve(
 
     host = host or cfg.serve.host
     port = port or cfg.serve.http_port
-    model = StudentModel(model_dir, cfg.serve, cfg.features, request_log_dir)
+    model = StudentModel(local_model_dir(model_dir), cfg.serve, cfg.features, request_log_dir)
     model.load()
     kserve.model_server.RESTServer = _rest_server_bound_to(host)
     log.info("serving %s on http://%s:%d", model.version, host, port)

@@ -1,0 +1,112 @@
+"""Random payloads thrown at the real server: never a 5xx, never a crash.
+
+Hypothesis builds V1 and V2 bodies from the real shapes with every field's type, size and
+content varied (and raw bytes that are not JSON at all), posts them to the KServe server on
+127.0.0.1 and checks that each answer is a 2xx or a 4xx with a message, and that the server
+is still up afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.serving.conftest import MODEL, RunningServer
+
+pytestmark = pytest.mark.slow
+V1 = f"/v1/models/{MODEL}:predict"
+V2 = f"/v2/models/{MODEL}/infer"
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+texts = st.text(max_size=60) | st.text(min_size=600, max_size=2000) | json_scalars
+
+
+def item_ids(known: list[str]) -> st.SearchStrategy[Any]:
+    ids = st.sampled_from(known) | st.text(max_size=20) | json_scalars
+    return st.lists(ids, max_size=30) | st.lists(st.sampled_from(known), min_size=1001,
+                                                  max_size=1100) | json_values  # fmt: skip
+
+
+def v1_bodies(known: list[str]) -> st.SearchStrategy[Any]:
+    instance = st.fixed_dictionaries(
+        {},
+        optional={
+            "query": texts,
+            "locale": texts,
+            "item_ids": item_ids(known),
+            "extra": json_values,
+        },
+    )
+    return (
+        st.fixed_dictionaries({"instances": st.lists(instance | json_values, max_size=3)})
+        | json_values
+    )
+
+
+def v2_bodies(known: list[str]) -> st.SearchStrategy[Any]:
+    tensor = st.fixed_dictionaries(
+        {"name": st.sampled_from(["query", "locale", "item_ids", "other"]) | st.text(max_size=8),
+         "datatype": st.sampled_from(["BYTES", "FP32", "INT64"]) | json_scalars,
+         "shape": st.lists(st.integers(-2, 2000), max_size=3) | json_values,
+         "data": st.lists(st.sampled_from(known) | texts, max_size=20) | json_values},
+    )  # fmt: skip
+    return st.fixed_dictionaries({"inputs": st.lists(tensor, max_size=4)}) | json_values
+
+
+def _assert_handled(server: RunningServer, r: httpx.Response) -> None:
+    assert r.status_code < 500, f"{r.status_code}: {r.text[:300]}"
+    if r.status_code >= 400:
+        assert r.text.strip(), "a 4xx must say what is wrong"
+    assert server.proc.poll() is None, "the server died"
+
+
+@pytest.fixture(scope="module")
+def client(server: RunningServer) -> httpx.Client:
+    return httpx.Client(base_url=server.base, timeout=30)
+
+
+def test_random_v1_payloads_get_no_5xx(server: RunningServer, client: httpx.Client) -> None:
+    @FUZZ
+    @given(body=v1_bodies(server.item_ids[:50]))
+    def check(body: Any) -> None:
+        _assert_handled(server, client.post(V1, content=json.dumps(body).encode()))
+
+    check()
+
+
+def test_random_v2_payloads_get_no_5xx(server: RunningServer, client: httpx.Client) -> None:
+    @FUZZ
+    @given(body=v2_bodies(server.item_ids[:50]))
+    def check(body: Any) -> None:
+        headers = {"content-type": "application/json"}
+        _assert_handled(server, client.post(V2, content=json.dumps(body).encode(),
+                                            headers=headers))  # fmt: skip
+
+    check()
+
+
+def test_random_bytes_get_no_5xx(server: RunningServer, client: httpx.Client) -> None:
+    @FUZZ
+    @given(raw=st.binary(max_size=300), path=st.sampled_from([V1, V2]),
+           json_type=st.booleans())  # fmt: skip
+    def check(raw: bytes, path: str, json_type: bool) -> None:
+        headers = {"content-type": "application/json"} if json_type else {}
+        _assert_handled(server, client.post(path, content=raw, headers=headers))
+
+    check()
