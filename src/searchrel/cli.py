@@ -225,12 +225,30 @@ def serve_cmd(
     host: Annotated[str | None, typer.Option(help="bind address (config: 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (config: 8080)")] = None,
     request_log: Annotated[Path | None, typer.Option(help="directory of the request log")] = None,
+    request_log_url: Annotated[
+        str | None, typer.Option(help="CloudEvents sink of the request log (a cluster)")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Serve the student on KServe (V1 and V2 REST) until interrupted."""
+    from searchrel.config import load_config
     from searchrel.serving.server import serve
 
-    serve(model_dir, _cfg(config), host=host, port=port, request_log_dir=request_log)
+    overrides = {"serve": {"request_log_url": request_log_url}} if request_log_url else None
+    cfg = load_config(config, overrides=overrides)
+    serve(model_dir, cfg, host=host, port=port, request_log_dir=request_log)
+
+
+@app.command("request-log-receiver")
+def request_log_receiver_cmd(
+    out: Annotated[Path, typer.Option(help="directory of the request log (JSONL files)")],
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8090,
+) -> None:
+    """Receive the servers' request-log CloudEvents and write them where the drift job reads."""
+    from searchrel.serving.cloudevents import run_receiver
+
+    run_receiver(out, host, port)
 
 
 @app.command("drift")

@@ -116,6 +116,7 @@ class ServeConfig(Strict):
     max_item_text_chars: int = 4000  # longest inline item field accepted
     log_sample_rate: float = Field(1.0, ge=0, le=1)  # share of requests written to the request log
     request_log: str = "request_log"  # directory of the sampled request log (JSONL files)
+    request_log_url: str = ""  # CloudEvents sink for the request log (cluster); "": the directory
 
 
 class DriftConfig(Strict):

@@ -9,9 +9,9 @@ Locally the log is a directory of JSON Lines files, one row per line, ``ts`` as 
 named ``requests-<YYYYMMDD>-<pid>-<n>.jsonl``. Sampling is per request: either every row of a
 request is written or none, so a sampled request can always be looked at whole.
 
-On a cluster the same rows will come from KServe's payload logger (CloudEvents posted to a
-sink that writes them out); that variant is later work, and it keeps exactly this row schema so
-that ``read_request_log`` and the drift job do not change.
+On a cluster the same rows travel as CloudEvents to a receiver that writes them out
+(``searchrel.serving.cloudevents``), in exactly this row schema, so that ``read_request_log``
+and the drift job do not change.
 """
 
 from __future__ import annotations

@@ -285,3 +285,20 @@ def test_disruption_budget_selects_the_predictor_and_leaves_room_to_drain(overla
     if overlay == "prod":
         assert budgets, "prod runs without a PodDisruptionBudget"
         assert isvc["spec"]["predictor"]["minReplicas"] >= 2
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_the_request_log_goes_to_a_receiver_service_that_exists(kustomization: str) -> None:
+    from urllib.parse import urlparse
+
+    docs = build(kustomization)
+    command = server_container(the_isvc(kustomization))["args"]
+    url = urlparse(command[command.index("--request-log-url") + 1])
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    assert url.hostname in services
+    assert url.port in [p["port"] for p in services[url.hostname]["spec"]["ports"]]
+    (receiver,) = [d for d in docs if d["kind"] == "Deployment"
+                   and d["metadata"]["name"] == url.hostname]  # fmt: skip
+    container = receiver["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][-1] == "request-log-receiver"
+    assert str(url.port) in container["args"]

@@ -31,6 +31,7 @@ from searchrel.features.store import InlineItems, ItemStore
 from searchrel.request_log import RequestLogger
 from searchrel.schema import SCALAR_FEATURES
 from searchrel.serving import metrics
+from searchrel.serving.cloudevents import CloudEventSink
 from searchrel.student.model import ExportedStudent
 from searchrel.student.train import BUNDLE_STORE_DIR
 
@@ -63,7 +64,7 @@ class StudentModel(Model):
         self.cfg = serve_cfg
         self.feature_cfg = feature_cfg
         self.request_log_dir = request_log_dir
-        self.logger: RequestLogger | None = None
+        self.logger: RequestLogger | CloudEventSink | None = None
         self.version = ""
         self.ready = False
 
@@ -78,7 +79,11 @@ class StudentModel(Model):
         )
         self.featurizer = PairFeaturizer(self.store, self.embedder, self.feature_cfg)
         self.version = self.student.meta.version
-        if self.request_log_dir is not None:
+        if self.cfg.request_log_url:  # a cluster: CloudEvents to the receiver
+            self.logger = CloudEventSink(
+                self.cfg.request_log_url, f"/models/{self.name}", self.cfg.log_sample_rate
+            )
+        elif self.request_log_dir is not None:
             self.logger = RequestLogger(self.request_log_dir, self.cfg.log_sample_rate)
         metrics.MODEL_INFO.info(
             {"model": self.name, "version": self.version, "items": str(len(self.store))}

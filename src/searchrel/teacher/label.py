@@ -131,11 +131,16 @@ def load_previous(paths: Sequence[Path], levels: int) -> dict[LabelKey, list[flo
     """Earlier labels by (pair, input text, teacher): what may be copied instead of relabeled."""
     cache: dict[LabelKey, list[float]] = {}
     for path in paths:
-        table = read_table(path, "teacher_labels", levels).table
-        for r in table.to_pylist():
-            key = (r["query"], r["locale"], r["item_id"], r["input_hash"], r["teacher_version"])
-            cache[key] = r["probs"]
+        cache.update(labels_by_key(read_table(path, "teacher_labels", levels).table))
     return cache
+
+
+def labels_by_key(table: pa.Table) -> dict[LabelKey, list[float]]:
+    """teacher_labels rows as {(pair, input hash, teacher version): probabilities}."""
+    return {
+        (r["query"], r["locale"], r["item_id"], r["input_hash"], r["teacher_version"]): r["probs"]
+        for r in table.to_pylist()
+    }
 
 
 def label_partition(
@@ -195,11 +200,9 @@ def _carried_labels(
     """Rows of a recorded shard with failures: kept, so only the failed pairs are retried."""
     if record is None or record.teacher_version != labeler.version:
         return {}
-    table = read_table(sh.data_path(pdir, k, n), "teacher_labels", labeler.levels).table
-    return {
-        (r["query"], r["locale"], r["item_id"], r["input_hash"], r["teacher_version"]): r["probs"]
-        for r in table.to_pylist()
-    }
+    return labels_by_key(
+        read_table(sh.data_path(pdir, k, n), "teacher_labels", labeler.levels).table
+    )
 
 
 def _label_shard(
