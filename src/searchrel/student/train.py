@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from searchrel.config import Config
+from searchrel.config import Config, StudentConfig
 from searchrel.features.store import ItemStore
 from searchrel.schema import SCALAR_FEATURES
 from searchrel.student.dataset import FeatureRows, load_feature_rows
@@ -41,20 +41,12 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
 
 
-def train_student(
-    features_path: Path, store_dir: Path, out_dir: Path, cfg: Config
-) -> dict[str, Any]:
-    scfg, levels = cfg.student, cfg.data.levels
-    started = time.perf_counter()
+def fit_student(
+    train: FeatureRows, val: FeatureRows, scfg: StudentConfig, levels: int
+) -> tuple[StudentNet, list[dict[str, float]], float]:
+    """Train on arrays (index slices of tensors: no per-row Python); early stopping on
+    ``val``'s loss keeps the best epoch. Returns the network, the history and the best loss."""
     torch.manual_seed(scfg.seed)
-    rows = load_feature_rows(features_path, levels)
-    train = rows.subset(rows.split == "train")
-    val = rows.subset((rows.split == "val") & (rows.source == "human"))
-    if len(val) == 0:
-        val = rows.subset(rows.split == "val")
-    if len(train) == 0 or len(val) == 0:
-        raise ValueError("the student needs rows in both the train and the val split")
-
     net = StudentNet(train.x.shape[1], list(scfg.hidden), levels, scfg.dropout)
     net.set_normalisation(train.x)
     x = torch.from_numpy(train.x)
@@ -94,6 +86,25 @@ def train_student(
                 break
     if best_state is not None:
         net.load_state_dict(best_state)
+    return net, history, best
+
+
+def train_student(
+    features_path: Path, store_dir: Path, out_dir: Path, cfg: Config
+) -> dict[str, Any]:
+    scfg, levels = cfg.student, cfg.data.levels
+    started = time.perf_counter()
+    torch.manual_seed(scfg.seed)
+    rows = load_feature_rows(features_path, levels)
+    train = rows.subset(rows.split == "train")
+    val = rows.subset((rows.split == "val") & (rows.source == "human"))
+    if len(val) == 0:
+        val = rows.subset(rows.split == "val")
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError("the student needs rows in both the train and the val split")
+
+    net, history, best = fit_student(train, val, cfg.student, levels)
+    xv = torch.from_numpy(val.x)
 
     store = ItemStore(store_dir)
     meta = StudentMeta(

@@ -1,0 +1,330 @@
+"""The paper's data-scaling result on real human labels (issue 5): does a student trained on
+teacher labels approach the teacher and beat a student trained on human labels alone?
+
+    .venv/bin/python bench/distillation_scaling.py            # ~15 min on 2 CPU cores
+
+Protocol, on CrowdFlower (../shared/data/crowdflower, 4 levels):
+* Test: one query-grouped fold (``--fold`` of GroupKFold(5) on the query, as in
+  bench/teacher_crowdflower.py): its queries are never seen by the teacher or the students.
+* Of the training pairs, ``--human-fraction`` (10%) keep their human labels (drawn at random,
+  seeded); the other 90% are the "unlabeled log": their human labels are never used.
+* The teacher (MiniLM-L6 LoRA cross-encoder, this repo's ``train_teacher``) is fine-tuned on the
+  human 10% only, then labels the other 90% (soft labels) and the test fold.
+* Students (this repo's features and ``fit_student``, default StudentConfig) train on: human
+  labels only; human + teacher labels at 1x, 3x and all (~8x) the human amount; teacher labels
+  only; and, as a ceiling, human labels on 100% of the training pairs. Early stopping on the
+  human labels of validation queries (split by query hash, the teacher's own validation queries,
+  whose unlabeled pairs are left out). Feature-group ablation on "human + all teacher".
+* Speed: student pairs/s (features + network, one query at a time like the server) vs teacher
+  pairs/s on the same test pairs in the same run.
+Writes bench/results/distillation_scaling.json; bench/plot_distillation_scaling.py plots it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.crowdflower_folds import fold_specs, load_crowdflower  # noqa: E402
+from bench.machine import machine_info  # noqa: E402
+from searchrel.config import StudentConfig, load_config, shared_dir  # noqa: E402
+from searchrel.data.crowdflower import CROWDFLOWER_LEVELS, find_crowdflower_csvs  # noqa: E402
+from searchrel.features.embedder import Embedder  # noqa: E402
+from searchrel.features.pairs import PairFeaturizer, assemble_inputs  # noqa: E402
+from searchrel.features.store import ItemStore, build_item_store  # noqa: E402
+from searchrel.metrics import evaluate  # noqa: E402
+from searchrel.schema import JUDGMENTS, SCALAR_FEATURES  # noqa: E402
+from searchrel.splits import split_of  # noqa: E402
+from searchrel.student.dataset import FeatureRows  # noqa: E402
+from searchrel.student.train import fit_student  # noqa: E402
+from searchrel.tables import write_table  # noqa: E402
+
+log = logging.getLogger("distillation_scaling")
+K = CROWDFLOWER_LEVELS
+KEEP = ("accuracy", "auroc_ge_2", "auroc_ge_3", "auroc_ge_4", "qwk", "ndcg_at_20")
+GROUPS = {  # feature groups for the ablation: scalar feature names, or the embedding blocks
+    "embeddings": None,
+    "bm25_text_match": [
+        n for n in SCALAR_FEATURES if n.startswith(("bm25_", "term_", "exact_", "fuzzy_"))
+    ],
+    "engagement": [n for n in SCALAR_FEATURES if n.startswith("item_")],
+}
+
+
+def rows_of(x: np.ndarray, target: np.ndarray, source: str, dim: int) -> FeatureRows:
+    n = len(x)
+    empty = np.array([""] * n, dtype=object)
+    return FeatureRows(
+        x,
+        target.astype(np.float32),
+        np.ones(n, np.float32),
+        np.array([source] * n, dtype=object),
+        empty,
+        empty,
+        empty,
+        empty,
+        dim,
+    )
+
+
+def concat(parts: list[FeatureRows]) -> FeatureRows:
+    return FeatureRows(
+        *(
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in ("x", "target", "weight", "source", "split", "query", "locale", "item_id")
+        ),
+        parts[0].embedding_dim,
+    )
+
+
+def drop_group(x: np.ndarray, dim: int, group: str) -> np.ndarray:
+    """The inputs without one feature group (columns removed, not zeroed)."""
+    if group == "embeddings":
+        return x[:, 3 * dim :]
+    names = GROUPS[group] or []
+    drop = {3 * dim + SCALAR_FEATURES.index(n) for n in names}
+    return x[:, [c for c in range(x.shape[1]) if c not in drop]]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--fold", type=int, default=0, help="grouped test fold (0-4)")
+    p.add_argument("--human-fraction", type=float, default=0.1)
+    p.add_argument("--teacher-epochs", type=int, default=4)
+    p.add_argument("--max-length", type=int, default=64, help="teacher tokens (CPU budget)")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--out", type=Path, default=ROOT / "bench/results/distillation_scaling.json")
+    p.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "bench_distillation")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    csvs = find_crowdflower_csvs(shared_dir())
+    if not csvs:
+        print(f"skip: no CrowdFlower CSVs under {shared_dir()}/data/crowdflower")
+        return 0
+    work = args.work_dir
+    data = load_crowdflower(csvs, work)
+    j = data.judgments
+    spec = fold_specs(j, "grouped")[args.fold]
+    rng = np.random.default_rng(args.seed)
+    train_idx = spec.train_idx
+    human_idx = np.sort(
+        rng.choice(train_idx, int(len(train_idx) * args.human_fraction), replace=False)
+    )
+    cfg = load_config(
+        overrides={
+            "data": {
+                "levels": K,
+                "test_fraction": 0.0,
+                "val_fraction": 0.15,
+                "split_salt": f"distill-{args.fold}",
+            },
+            "teacher": {
+                "fields": ["title", "description"],
+                "max_length": args.max_length,
+                "epochs": args.teacher_epochs,
+                "resume": False,
+                "patience": 2,
+                "seed": args.seed,
+            },
+        }
+    )
+    split = np.array([split_of(q, cfg.data) for q in j["query"]])
+    val_queries = set(j["query"].iloc[human_idx][split[human_idx] == "val"])
+    pool_idx = np.setdiff1d(train_idx, human_idx)
+    pool_idx = pool_idx[~j["query"].iloc[pool_idx].isin(val_queries).to_numpy()]
+    h_train = human_idx[split[human_idx] == "train"]
+    h_val = human_idx[split[human_idx] == "val"]
+    all_train = train_idx[split[train_idx] == "train"]  # the 100%-human ceiling
+    test_idx = spec.test_idx
+    info: dict[str, Any] = {
+        "test_pairs": len(test_idx),
+        "test_queries": int(j["query"].iloc[test_idx].nunique()),
+        "human_pairs": len(human_idx),
+        "human_train_pairs": len(h_train),
+        "human_val_pairs": len(h_val),
+        "unlabeled_pool_pairs": len(pool_idx),
+    }
+    log.info("split: %s", info)
+
+    # --- the teacher, on the human 10% only ------------------------------------------------
+    from searchrel.teacher.model import TeacherScorer
+    from searchrel.teacher.train import train_teacher
+
+    items_path = work / "items.parquet"
+    write_table(data.items, items_path, "items")
+    human_path = work / "human_judgments.parquet"
+    write_table(
+        j.iloc[human_idx][list(JUDGMENTS.names)].reset_index(drop=True), human_path, "judgments", K
+    )
+    t0 = time.perf_counter()
+    teacher_summary = train_teacher(items_path, human_path, work / "teacher", cfg)
+    teacher_train_s = time.perf_counter() - t0
+    scorer = TeacherScorer(work / "teacher")
+    items_by_id = {r["item_id"]: r for r in data.items.to_pylist()}
+
+    def teacher_probs(idx: np.ndarray) -> tuple[np.ndarray, float]:
+        texts = scorer.item_texts([items_by_id[i] for i in j["item_id"].iloc[idx]])
+        t = time.perf_counter()
+        probs = scorer.predict_proba(list(j["query"].iloc[idx]), texts)
+        return probs / probs.sum(axis=1, keepdims=True), time.perf_counter() - t
+
+    pool_probs, _ = teacher_probs(pool_idx)
+    test_teacher, teacher_test_s = teacher_probs(test_idx)
+
+    # --- features -----------------------------------------------------------------------------
+    store_dir = work / "item_store"
+    embedder = Embedder(cfg.features.embedder, cfg.features.embed_batch_size)
+    if not (store_dir / "store.json").exists():
+        build_item_store(data.items, None, embedder, cfg.features, store_dir)
+    store = ItemStore(store_dir)
+    featurizer = PairFeaturizer(store, embedder, cfg.features)
+    needed = np.unique(np.concatenate([human_idx, pool_idx, all_train, test_idx]))
+    rows = np.array([store.index[i] for i in j["item_id"].iloc[needed]])
+    q, i, s = featurizer.featurize_many(list(j["query"].iloc[needed]), rows)
+    x_all = assemble_inputs(q, i, s)
+    pos = {int(k): n for n, k in enumerate(needed)}
+    dim = store.dim
+
+    def x_of(idx: np.ndarray) -> np.ndarray:
+        return x_all[[pos[int(k)] for k in idx]]
+
+    def onehot(idx: np.ndarray) -> np.ndarray:
+        return np.eye(K, dtype=np.float32)[j["label"].iloc[idx].to_numpy() - 1]
+
+    human_train = rows_of(x_of(h_train), onehot(h_train), "human", dim)
+    human_val = rows_of(x_of(h_val), onehot(h_val), "human", dim)
+    pool = rows_of(x_of(pool_idx), pool_probs, "teacher", dim)
+    x_test = x_of(test_idx)
+    y_test = j["label"].iloc[test_idx].to_numpy()
+    q_test, l_test = j["query"].iloc[test_idx].to_numpy(), j["locale"].iloc[test_idx].to_numpy()
+
+    def score(probs: np.ndarray) -> dict[str, Any]:
+        m = evaluate(y_test, probs, q_test, l_test, K)
+        return {k: m.get(k) for k in KEEP}
+
+    scfg = StudentConfig()
+    results: dict[str, Any] = {"teacher": {**score(test_teacher), "train_pairs": len(h_train)}}
+
+    def student(name: str, train: FeatureRows, group: str | None = None) -> None:
+        tr, va, xt = train, human_val, x_test
+        if group:
+            tr = rows_of(drop_group(train.x, dim, group), train.target, "teacher", dim)
+            tr.source = train.source
+            va = rows_of(drop_group(human_val.x, dim, group), human_val.target, "human", dim)
+            xt = drop_group(x_test, dim, group)
+        t = time.perf_counter()
+        net, history, _ = fit_student(tr, va, scfg, K)
+        import torch
+
+        with torch.inference_mode():
+            probs = net(torch.from_numpy(xt)).numpy()
+        results[name] = {
+            **score(probs),
+            "train_rows": len(tr),
+            "rows_by_source": {s: int((tr.source == s).sum()) for s in ("human", "teacher")},
+            "epochs_run": len(history),
+            "seconds": round(time.perf_counter() - t, 1),
+        }
+        log.info("%s: acc %.4f qwk %.4f", name, results[name]["accuracy"], results[name]["qwk"])
+
+    n_h = len(h_train)
+    order = rng.permutation(len(pool))
+    student("student: human only", human_train)
+    for mult in (1, 3):
+        take = order[: min(len(pool), mult * n_h)]
+        student(f"student: human + teacher {mult}x", concat([human_train, pool.subset(take)]))
+    everything = concat([human_train, pool])
+    all_mult = round(len(pool) / n_h, 1)
+    student(f"student: human + teacher all ({all_mult}x)", everything)
+    student("student: teacher only", pool)
+    ceiling = rows_of(x_of(all_train), onehot(all_train), "human", dim)
+    student("ceiling: student on human labels of 100% of training pairs", ceiling)
+    for group in GROUPS:
+        student(f"ablation: human + teacher all, without {group}", everything, group)
+
+    # --- speed: the student as the server runs it vs the teacher, same pairs ------------------
+    best = f"student: human + teacher all ({all_mult}x)"
+    net, _, _ = fit_student(everything, human_val, scfg, K)
+    test_frame = pd.DataFrame(
+        {"query": q_test, "row": [store.index[i] for i in j["item_id"].iloc[test_idx]]}
+    )
+    import torch
+
+    t = time.perf_counter()
+    for query, group in test_frame.groupby("query", sort=False):
+        f = featurizer.featurize(query, group["row"].to_numpy())
+        with torch.inference_mode():
+            net(torch.from_numpy(assemble_inputs(f.query_embedding, f.item_embeddings, f.scalars)))
+    student_s = time.perf_counter() - t
+    speed = {
+        "pairs": len(test_idx),
+        "student_seconds": round(student_s, 3),
+        "student_pairs_per_s": round(len(test_idx) / student_s, 1),
+        "teacher_seconds": round(teacher_test_s, 3),
+        "teacher_pairs_per_s": round(len(test_idx) / teacher_test_s, 1),
+    }
+    speed["student_over_teacher"] = round(
+        speed["student_pairs_per_s"] / speed["teacher_pairs_per_s"], 1
+    )
+    t_acc, h_acc = results["teacher"]["accuracy"], results["student: human only"]["accuracy"]
+    b_acc = results[best]["accuracy"]
+    result = {
+        "command": "python bench/distillation_scaling.py " + shlex.join(sys.argv[1:]),
+        "machine": machine_info(),
+        "settings": {
+            **vars(args),
+            "out": str(args.out),
+            "work_dir": str(args.work_dir),
+            "teacher": cfg.teacher.model_dump(),
+            "student": scfg.model_dump(),
+        },
+        "split": info,
+        "teacher_training": {
+            "seconds": round(teacher_train_s, 1),
+            "epochs_run": teacher_summary["epochs_run"],
+        },
+        "results": results,
+        "speed": speed,
+        "headline": {
+            "best_student": best,
+            "student_over_teacher_accuracy": round(b_acc / t_acc, 4),
+            "distillation_lift_accuracy_points": round(100 * (b_acc - h_acc), 2),
+            "paper": {
+                "student_over_teacher_accuracy": 0.91,
+                "human_to_distilled_accuracy": [0.484, 0.548],
+            },
+        },
+        "goals": {
+            "student_ge_95pct_of_teacher": b_acc / t_acc >= 0.95,
+            "distillation_lifts_ge_3_points": b_acc - h_acc >= 0.03,
+            "student_ge_50x_teacher_pairs_per_s": speed["student_over_teacher"] >= 50,
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    print(
+        json.dumps(
+            {"headline": result["headline"], "goals": result["goals"], "speed": speed},
+            indent=2,
+            default=float,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
