@@ -15,7 +15,7 @@ from typing import Any
 
 from kfp import dsl
 
-from components import data, student, teacher
+from components import data, drift, student, teacher
 from searchrel.images import Images, resolve_images
 
 
@@ -29,6 +29,7 @@ class Components:
     build_features: Any
     student_train: Any
     student_evaluate: Any
+    drift_check: Any
 
 
 def _component(func: Callable[..., Any], image: str) -> Any:
@@ -47,4 +48,5 @@ def build_components(images: Images | None = None) -> Components:
         build_features=_component(student.build_features, images.cpu),
         student_train=_component(student.student_train, images.cpu),
         student_evaluate=_component(student.student_evaluate, images.cpu),
+        drift_check=_component(drift.drift_check, images.cpu),
     )

@@ -16,6 +16,7 @@ from kfp.dsl import Dataset, Metrics, Model
 
 from components import build_components
 from pipelines.gpu import on_gpu
+from pipelines.relabel import relabel_and_distil
 from searchrel.config import LabelConfig
 from searchrel.images import Images
 
@@ -50,32 +51,16 @@ def build_pipeline(
             judgments=data.outputs["judgments"],
             config_yaml=config_yaml,
         ).set_display_name("teacher: evaluate")
-        with dsl.ParallelFor(items=list(range(label_shards)), name="label-shards") as shard:
-            shard_task = ops.label_shard(
-                teacher=teacher.outputs["teacher"],
-                items=data.outputs["items"],
-                impressions=data.outputs["impressions"],
-                config_yaml=config_yaml,
-                shard=shard,
-                n_shards=label_shards,
-            ).set_display_name("teacher: label a shard")
-            on_gpu(shard_task).set_retry(num_retries=2, backoff_duration="60s")
-        labels = ops.label_collect(
-            shard_labels=dsl.Collected(shard_task.outputs["shard_labels"])
-        ).set_display_name("teacher: collect labels")
-        features = ops.build_features(
-            items=data.outputs["items"],
-            judgments=data.outputs["judgments"],
-            teacher_labels=labels.outputs["teacher_labels"],
-            impressions=data.outputs["impressions"],
-            config_yaml=config_yaml,
-        ).set_display_name("features")
-        student = ops.student_train(
-            features=features.outputs["features"], config_yaml=config_yaml
-        ).set_display_name("student: distil")
-        student_eval = ops.student_evaluate(
-            student=student.outputs["student"], features=features.outputs["features"]
-        ).set_display_name("student: evaluate")
+        done = relabel_and_distil(
+            ops,
+            teacher.outputs["teacher"],
+            data.outputs["items"],
+            data.outputs["judgments"],
+            data.outputs["impressions"],
+            config_yaml,
+            label_shards,
+        )
+        features, student, student_eval = done.features, done.student, done.student_eval
         return LoopOutputs(
             student=student.outputs["student"],
             features=features.outputs["features"],

@@ -43,3 +43,28 @@ def run_local(source: str, config_path: Path | None, pipeline_root: Path) -> dic
             name: dict(outputs[name].metadata) for name in ("teacher_metrics", "student_metrics")
         },
     }
+
+
+def run_drift_watch_local(
+    inputs: dict[str, str], config_path: Path, pipeline_root: Path
+) -> dict[str, Any]:
+    """drift_watch under kfp.local: ``inputs`` are the pipeline's URI parameters (local paths)."""
+    from pipelines.drift_watch import build_drift_watch
+
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root.resolve()),
+        # Where dsl.importer copies local paths; kfp.local removes it when the run ends.
+        workspace_root=str(pipeline_root.resolve().with_name(pipeline_root.name + ".workspace")),
+        raise_on_error=True,
+    )
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        shards = load_config(config_path).label.shards
+        build_drift_watch(label_shards=shards)(
+            **inputs, config_yaml=Path(config_path).read_text(encoding="utf-8")
+        )
+    return {"pipeline_root": str(pipeline_root.resolve()),
+            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip

@@ -256,13 +256,17 @@ def drift_cmd(
     reference: Annotated[Path, typer.Option(help="student_features.parquet (training data)")],
     requests: Annotated[Path, typer.Option(help="request log directory")],
     out: Annotated[Path, typer.Option(help="directory for drift_report.html and drift.json")],
+    state: Annotated[
+        Path | None, typer.Option(help="the cooldown's state file (default: OUT/drift_state.json)")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Compare what the student served with what it was trained on (Evidently)."""
+    """Compare what the student served with what it was trained on (Evidently); export the
+    drift metrics for Prometheus and decide whether to relabel."""
     from searchrel.drift.job import drift_job
 
     cfg = _cfg(config)
-    _print(drift_job(reference, requests, out, cfg))
+    _print(drift_job(reference, requests, out, cfg, state))
 
 
 @pipelines_app.command("compile")

@@ -124,6 +124,12 @@ class DriftConfig(Strict):
     drift_share: float = Field(0.3, gt=0, le=1)  # share of drifted feature columns that means drift
     stattest_threshold: float = 0.05  # p-value (or distance) threshold of the per-column tests
     embedding_drift: bool = True  # also run Evidently's EmbeddingsDrift on query embeddings
+    trigger_on: list[Literal["features", "embeddings", "score"]] = [  # signals that relabel
+        "features",
+        "embeddings",
+    ]
+    cooldown_hours: float = Field(24.0, ge=0)  # least time between two relabeling triggers
+    pushgateway: str = ""  # Prometheus Pushgateway URL for the drift metrics ("": textfile only)
 
 
 class Config(Strict):

@@ -1,0 +1,59 @@
+"""The relabel-and-distil part that both pipelines run: label the impressions by shard (one
+GPU task each), collect, build features, distil the student, evaluate it.
+
+A function that adds tasks to the pipeline being defined, so relevance_loop and drift_watch
+share one definition of the steps (and their GPU settings) instead of two copies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from kfp import dsl
+
+from components import Components
+from pipelines.gpu import on_gpu
+
+
+class Distilled(NamedTuple):
+    features: Any
+    student: Any
+    student_eval: Any
+
+
+def relabel_and_distil(
+    ops: Components,
+    teacher: Any,
+    items: Any,
+    judgments: Any,
+    impressions: Any,
+    config_yaml: Any,
+    label_shards: int,
+) -> Distilled:
+    with dsl.ParallelFor(items=list(range(label_shards)), name="label-shards") as shard:
+        shard_task = ops.label_shard(
+            teacher=teacher,
+            items=items,
+            impressions=impressions,
+            config_yaml=config_yaml,
+            shard=shard,
+            n_shards=label_shards,
+        ).set_display_name("teacher: label a shard")
+        on_gpu(shard_task).set_retry(num_retries=2, backoff_duration="60s")
+    labels = ops.label_collect(
+        shard_labels=dsl.Collected(shard_task.outputs["shard_labels"])
+    ).set_display_name("teacher: collect labels")
+    features = ops.build_features(
+        items=items,
+        judgments=judgments,
+        teacher_labels=labels.outputs["teacher_labels"],
+        impressions=impressions,
+        config_yaml=config_yaml,
+    ).set_display_name("features")
+    student = ops.student_train(
+        features=features.outputs["features"], config_yaml=config_yaml
+    ).set_display_name("student: distil")
+    student_eval = ops.student_evaluate(
+        student=student.outputs["student"], features=features.outputs["features"]
+    ).set_display_name("student: evaluate")
+    return Distilled(features, student, student_eval)

@@ -1,0 +1,106 @@
+"""Drift as Prometheus metrics (promtool-valid textfile) and the relabel decision: thresholds,
+minimum window, cooldown; through the real drift job on shifted and unshifted windows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from searchrel.config import DriftConfig, load_config
+from searchrel.drift.decide import decide
+from searchrel.drift.job import drift_job
+from searchrel.drift.prometheus import TEXTFILE, drift_registry
+from searchrel.request_log import RequestLogger
+from searchrel.tables import write_table
+from tests.drift.test_drift_report import LEVELS, current_table, reference_table
+
+HOUR = 3600.0
+
+
+def verdict(**extra: Any) -> dict[str, Any]:
+    base = {"drift_detected": True, "enough_data": True, "drift_share": 0.5, "current_rows": 500,
+            "embedding_drift": {"drift_detected": False, "score": 0.52},
+            "score_drift": {"drift_detected": False}, "per_locale": {}}  # fmt: skip
+    return base | extra
+
+
+def test_drift_triggers_once_then_waits_out_the_cooldown(tmp_path: Path) -> None:
+    cfg, state = DriftConfig(cooldown_hours=24), tmp_path / "state.json"
+    first = decide(verdict(), cfg, state, now=1000.0)
+    assert first["relabel"] and first["reason"] == "drift: features"
+    again = decide(verdict(), cfg, state, now=1000.0 + 23 * HOUR)
+    assert not again["relabel"] and "cooldown" in again["reason"]
+    later = decide(verdict(), cfg, state, now=1000.0 + 25 * HOUR)
+    assert later["relabel"]
+
+
+def test_no_signal_or_a_small_window_never_triggers(tmp_path: Path) -> None:
+    cfg, state = DriftConfig(), tmp_path / "state.json"
+    assert not decide(verdict(drift_detected=False), cfg, state)["relabel"]
+    small = verdict(enough_data=False, reason="current window has 12 row(s), fewer than 100")
+    assert decide(small, cfg, state)["reason"].startswith("current window has 12")
+    assert not state.exists()
+
+
+def test_only_the_configured_signals_trigger(tmp_path: Path) -> None:
+    emb_only = verdict(drift_detected=False, embedding_drift={"drift_detected": True})
+    assert decide(emb_only, DriftConfig(), tmp_path / "a.json")["relabel"]
+    assert not decide(emb_only, DriftConfig(trigger_on=["features"]), tmp_path / "b.json")[
+        "relabel"
+    ]
+
+
+def test_the_textfile_has_every_gauge_and_passes_promtool(tmp_path: Path) -> None:
+    v = verdict(per_locale={"en-US": {"drift_share": 0.25}, "de-DE": {"drift_share": 0.75}})
+    text = drift_registry(v, now=1234.0)
+    from prometheus_client import generate_latest
+
+    body = generate_latest(text).decode()
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+    assert values[("searchrel_drift_share", ())] == 0.5
+    assert values[("searchrel_drift_detected", ())] == 1
+    assert values[("searchrel_drift_embedding_auc", ())] == 0.52
+    assert values[("searchrel_drift_locale_share", (("locale", "de-DE"),))] == 0.75
+    assert values[("searchrel_drift_last_run_timestamp_seconds", ())] == 1234.0
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (CI installs Debian's prometheus)")
+    check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                           text=True)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.slow
+def test_the_drift_job_exports_metrics_and_decides_on_real_windows(tmp_path: Path) -> None:
+    cfg = load_config(overrides={"data": {"levels": LEVELS},
+                                 "drift": {"min_window": 50, "cooldown_hours": 24}})  # fmt: skip
+    reference = tmp_path / "reference.parquet"
+    write_table(reference_table(), reference, "student_features", LEVELS)
+
+    def window(name: str, shift: float) -> Path:
+        logger = RequestLogger(tmp_path / name, 1.0)
+        logger.log(current_table(seed=7, shift=shift).to_pylist())
+        logger.close()
+        return tmp_path / name
+
+    state = tmp_path / "drift_state.json"
+    calm = drift_job(reference, window("calm", 0.0), tmp_path / "out1", cfg, state)
+    assert calm["decision"]["relabel"] is False
+    shifted = drift_job(reference, window("shifted", 1.0), tmp_path / "out2", cfg, state)
+    assert shifted["drift_detected"] and shifted["decision"]["relabel"] is True
+    again = drift_job(reference, tmp_path / "shifted", tmp_path / "out3", cfg, state)
+    assert again["decision"]["relabel"] is False  # the cooldown holds
+    prom = (tmp_path / "out2" / TEXTFILE).read_text()
+    assert "searchrel_drift_detected 1.0" in prom
+    saved = json.loads((tmp_path / "out2" / "drift.json").read_text())
+    assert saved["decision"]["relabel"] is True
