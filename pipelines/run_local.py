@@ -13,8 +13,7 @@ from pipelines.relevance_loop import build_pipeline
 from searchrel.config import load_config
 
 
-def run_local(source: str, config_path: Path | None, pipeline_root: Path) -> dict[str, Any]:
-    """Run every step as a subprocess; return the local paths of the pipeline's outputs."""
+def _init_local(pipeline_root: Path, workspace_root: Path | None = None) -> None:
     pipeline_root.mkdir(parents=True, exist_ok=True)
     # use_venv=False: the steps run in this interpreter, where searchrel is installed, exactly
     # as they run in the image on a cluster; nothing is installed at run time.
@@ -22,7 +21,13 @@ def run_local(source: str, config_path: Path | None, pipeline_root: Path) -> dic
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(pipeline_root.resolve()),
         raise_on_error=True,
+        **({"workspace_root": str(workspace_root)} if workspace_root else {}),
     )
+
+
+def run_local(source: str, config_path: Path | None, pipeline_root: Path) -> dict[str, Any]:
+    """Run every step as a subprocess; return the local paths of the pipeline's outputs."""
+    _init_local(pipeline_root)
     config_yaml = Path(config_path).read_text(encoding="utf-8") if config_path else ""
     started = time.perf_counter()
     with warnings.catch_warnings():
@@ -51,14 +56,8 @@ def run_drift_watch_local(
     """drift_watch under kfp.local: ``inputs`` are the pipeline's URI parameters (local paths)."""
     from pipelines.drift_watch import build_drift_watch
 
-    pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(pipeline_root.resolve()),
-        # Where dsl.importer copies local paths; kfp.local removes it when the run ends.
-        workspace_root=str(pipeline_root.resolve().with_name(pipeline_root.name + ".workspace")),
-        raise_on_error=True,
-    )
+    # dsl.importer copies local paths into a workspace, which kfp.local removes when it ends.
+    _init_local(pipeline_root, pipeline_root.resolve().with_name(pipeline_root.name + ".workspace"))
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")

@@ -302,7 +302,7 @@ def read_table(
     return result
 
 
-SIDE_FILE_SUFFIXES = (".quarantine.parquet", ".failed.parquet", "quarantine.parquet")
+SIDE_FILE_SUFFIXES = ("quarantine.parquet", ".failed.parquet")  # x.quarantine and bare
 
 
 def partition_files(directory: Path) -> list[Path]:

@@ -214,19 +214,16 @@ class StudentModel(Model):
             take = [slot[req.item_ids[i]] for i in new]
             ivecs[new], scalars[new] = more.item_embeddings[take], more.scalars[take]
             metrics.INLINE_ITEMS.inc(len(new))
-        rows_n = len(req.item_ids)
-        feats = type(feats)(query_embedding=qvec, item_embeddings=ivecs, scalars=scalars)
-        x = assemble_inputs(feats.query_embedding, feats.item_embeddings, feats.scalars)
-        probs = self.student.predict_proba(x)
+        probs = self.student.predict_proba(assemble_inputs(qvec, ivecs, scalars))
         scores = probs @ np.arange(1, probs.shape[1] + 1, dtype=np.float32)
-        metrics.CANDIDATES.observe(rows_n)
+        metrics.CANDIDATES.observe(len(req.item_ids))
         for s in scores:
             metrics.SCORES.observe(float(s))
         metrics.CACHE_HIT_RATIO.set(
             self.embedder.cache_hits / max(1, self.embedder.cache_hits + self.embedder.cache_misses)
         )
         if self.logger is not None:
-            self._log(req, feats.query_embedding, feats.scalars, probs, scores)
+            self._log(req, qvec, scalars, probs, scores)
         return probs, scores
 
     def _log(

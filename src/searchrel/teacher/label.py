@@ -20,7 +20,6 @@ Backends: the fine-tuned teacher (``TeacherLabeler``) or a remote LLM judge
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -121,6 +120,7 @@ class PartitionResult:
     records: list[sh.ShardRecord] = field(default_factory=list)  # every wanted shard's
     ran: list[sh.ShardRecord] = field(default_factory=list)  # the shards labeled in this run
     skipped: int = 0  # shards already recorded as complete by an earlier run
+    complete: bool = False  # every shard of the date recorded, none with failures
     temporaries_removed: int = 0
 
 
@@ -188,9 +188,11 @@ def label_partition(
                                   bar.update)  # fmt: skip
             result.records.append(record)
             result.ran.append(record)
-    records = [sh.read_record(pdir, k, n_shards) for k in range(n_shards)]
+    # Shards this call did not handle (another task's, in a fan-out) are read from their records.
+    known = {r.shard: r for r in result.records}
+    records = [known.get(k) or sh.read_record(pdir, k, n_shards) for k in range(n_shards)]
     if all(r is not None for r in records):
-        sh.write_manifest(pdir, [r for r in records if r is not None])
+        result.complete = sh.write_manifest(pdir, [r for r in records if r is not None])["complete"]
     return result
 
 
@@ -364,9 +366,7 @@ def label_impressions(
         "labeled_now": labeled_now,
         "reused": sum(r.reused for r in ran),
         "failed": sum(r.failed for r in records),
-        "complete": all((sh.partition_dir(out_dir, _d(p.date)) / sh.MANIFEST).exists()
-                        and json.loads((sh.partition_dir(out_dir, _d(p.date)) / sh.MANIFEST)
-                                       .read_text())["complete"] for p in partitions),
+        "complete": all(p.complete for p in partitions),
         "unknown_items": unknown,
         "temporaries_removed": sum(p.temporaries_removed for p in partitions),
         "quarantined": {"items": items.summary(), "impressions": impressions.summary()},
@@ -395,11 +395,6 @@ def _label_counts(out_dir: Path, dates: list[str]) -> dict[str, int]:
             for value in pq.read_table(f, columns=["label"]).column("label").to_pylist():
                 counts[str(value)] = counts.get(str(value), 0) + 1
     return dict(sorted(counts.items()))
-
-
-def write_summary(summary: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":
