@@ -120,7 +120,9 @@ def test_prometheus_scrapes_the_server_and_fires_when_it_goes_down(stack: dict) 
         return bool(r.json()["data"]["result"]) if r.status_code == 200 else False
 
     assert wait_for(scraped), "Prometheus never scraped searchrel_requests_total"
-    assert "SearchrelPredictorDown" not in firing(prom)
+    # Prometheus starts scraping while the server is still loading, so the alert may fire
+    # first; with the server up it must resolve.
+    assert wait_for(lambda: "SearchrelPredictorDown" not in firing(prom), timeout=20), firing(prom)
     stack["server"].kill()  # the fault: the predictor is gone
     assert wait_for(lambda: "SearchrelPredictorDown" in firing(prom)), firing(prom)
     alert = firing(prom)["SearchrelPredictorDown"]
