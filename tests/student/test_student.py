@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +52,10 @@ def test_the_exported_program_gives_the_trained_networks_outputs(tmp_path: Path)
     np.testing.assert_allclose(loaded.predict_proba(x), expected, atol=1e-6)
     np.testing.assert_allclose(loaded.predict_proba(x[:1]), expected[:1], atol=1e-6)
     assert loaded.meta.version == meta.version and meta.version.startswith("student-")
+    # The export time the server publishes as the model's age (SearchrelServedModelStale).
+    created = loaded.meta.created_timestamp()
+    assert created is not None and abs(time.time() - created) < 600
+
+
+def test_a_bundle_from_before_export_times_has_no_age() -> None:
+    assert StudentMeta(5, 10, 2, ["a"], [8], "pkg:x").created_timestamp() is None

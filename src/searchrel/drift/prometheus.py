@@ -1,5 +1,5 @@
 """The drift verdict as Prometheus metrics: a textfile for node_exporter's textfile collector
-(``drift.prom``, written atomically) or a push to a Pushgateway.
+(``drift.prom``, written atomically) or a push to a Pushgateway (``searchrel.pushmetrics``).
 
 Names (all gauges, label ``locale`` where per locale):
     searchrel_drift_share                 share of the student's scalar features that drifted
@@ -15,23 +15,22 @@ Names (all gauges, label ``locale`` where per locale):
 
 from __future__ import annotations
 
-import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge
+
+from searchrel.pushmetrics import export_registry, set_gauge
 
 TEXTFILE = "drift.prom"
+JOB = "searchrel-drift"  # the Pushgateway job, and so the `job` label of these series
 
 
 def drift_registry(verdict: dict[str, Any], now: float | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
-
-    def gauge(name: str, doc: str, value: float | None) -> None:
-        if value is not None:
-            Gauge(name, doc, registry=registry).set(float(value))
-
+    gauge = partial(set_gauge, registry)
     emb = verdict.get("embedding_drift") or {}
     score = verdict.get("score_drift") or {}
     gauge("searchrel_drift_share", "Share of scalar features drifted", verdict.get("drift_share"))
@@ -56,16 +55,7 @@ def drift_registry(verdict: dict[str, Any], now: float | None = None) -> Collect
 
 
 def export_drift_metrics(
-    verdict: dict[str, Any], out_dir: Path, pushgateway: str = "", job: str = "searchrel-drift"
+    verdict: dict[str, Any], out_dir: Path, pushgateway: str = "", job: str = JOB
 ) -> dict[str, Any]:
     """Write ``out_dir/drift.prom``; push too when a Pushgateway URL is configured."""
-    registry = drift_registry(verdict)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / TEXTFILE
-    write_to_textfile(str(path), registry)  # writes a temporary file, then renames it
-    pushed = False
-    if pushgateway:
-        push_to_gateway(pushgateway, job=job, registry=registry, grouping_key={
-            "namespace": os.environ.get("POD_NAMESPACE", "default")})  # fmt: skip
-        pushed = True
-    return {"textfile": str(path), "pushed_to": pushgateway if pushed else None}
+    return export_registry(drift_registry(verdict), out_dir / TEXTFILE, pushgateway, job)

@@ -30,3 +30,19 @@ INLINE_ITEMS = Counter(
     "searchrel_inline_items_total", "Items scored from request text (not in the item store)"
 )
 MODEL_INFO = Info("searchrel_model", "The student model being served")
+# When the served bundle was exported (StudentMeta.created), so an alert can tell a server left
+# on an old model (SearchrelServedModelStale). One series, labelled with the served version.
+MODEL_CREATED = Gauge(
+    "searchrel_model_created_timestamp_seconds",
+    "When the served student was exported (Unix time), by version",
+    ["model_version"],
+)
+
+
+def record_model(model: str, version: str, created: float | None, items: int) -> None:
+    """Publish what is served; a bundle without an export time publishes no age at all (a
+    made-up one, such as the file's mtime after a download, would hide a stale model)."""
+    MODEL_INFO.info({"model": model, "version": version, "items": str(items)})
+    MODEL_CREATED.clear()  # a reload must not leave the previous version's series behind
+    if created is not None:
+        MODEL_CREATED.labels(model_version=version).set(created)

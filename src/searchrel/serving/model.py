@@ -85,9 +85,10 @@ class StudentModel(Model):
             )
         elif self.request_log_dir is not None:
             self.logger = RequestLogger(self.request_log_dir, self.cfg.log_sample_rate)
-        metrics.MODEL_INFO.info(
-            {"model": self.name, "version": self.version, "items": str(len(self.store))}
-        )
+        created = self.student.meta.created_timestamp()
+        if created is None:
+            log.warning("%s records no export time: its age is not exported", self.model_dir)
+        metrics.record_model(self.name, self.version, created, len(self.store))
         self.ready = True
         log.info("loaded %s (%d items) from %s", self.version, len(self.store), self.model_dir)
         return self.ready

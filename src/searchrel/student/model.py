@@ -6,6 +6,7 @@ self-contained: the server feeds raw features and gets K probabilities back.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,13 @@ class StudentMeta:
     embedder: str
     version: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
+    # When the bundle was exported, ISO 8601 in UTC; "" in bundles exported before it was
+    # recorded. Kept out of `version` (the program's hash), so a re-export of the same network
+    # keeps its version. The server publishes it as the model's age.
+    created: str = ""
+
+    def created_timestamp(self) -> float | None:
+        return dt.datetime.fromisoformat(self.created).timestamp() if self.created else None
 
     def save(self, directory: Path) -> None:
         (directory / META_FILE).write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
@@ -80,6 +88,7 @@ def export_student(net: StudentNet, meta: StudentMeta, directory: Path) -> Stude
     path = directory / PROGRAM_FILE
     torch.export.save(program, str(path))
     meta.version = "student-" + hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    meta.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     meta.save(directory)
     return meta
 

@@ -3,6 +3,8 @@
 Each shard task writes its own directory; this copies every recorded shard into one
 ``date=/shard-`` tree, checks each file against its record's sha256, and writes each date's
 manifest. A missing or unrecorded shard is an error: a partial day never passes as whole.
+Only a whole collection writes the freshness metrics (``labels.prom``, see
+``searchrel.teacher.prometheus``), so the last success's timestamp is what the alert ages.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from typing import Any
 
 from searchrel.tables import ContractError
 from searchrel.teacher import shards as sh
+from searchrel.teacher.prometheus import export_label_metrics
 
 
-def collect_shards(shard_dirs: Sequence[Path], out_dir: Path) -> dict[str, Any]:
+def collect_shards(
+    shard_dirs: Sequence[Path], out_dir: Path, pushgateway: str = ""
+) -> dict[str, Any]:
     by_date: dict[str, dict[int, sh.ShardRecord]] = {}
     n_by_date: dict[str, int] = {}
     for src in shard_dirs:
@@ -44,7 +49,9 @@ def collect_shards(shard_dirs: Sequence[Path], out_dir: Path) -> dict[str, Any]:
             raise ContractError(f"{date}: shards {missing} of {n} were never labeled")
         manifest = sh.write_manifest(out_dir / f"date={date}", list(records.values()))
         dates[date] = {k: manifest[k] for k in ("rows", "failed", "complete", "n_shards")}
-    return {"stage": "label-collect", "dates": dates}
+    summary: dict[str, Any] = {"stage": "label-collect", "dates": dates}
+    summary["prometheus"] = export_label_metrics(summary, out_dir, pushgateway)
+    return summary
 
 
 def _shard_numbers(record_file: Path) -> tuple[int, int]:
