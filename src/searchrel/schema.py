@@ -117,6 +117,39 @@ LABEL_FAILURES = pa.schema(
     ]
 )
 
+# Captions: one row per item of a captioning run, whatever became of it. status: generated
+# (by the model in this run), cached (same image bytes and model as an earlier run), kept (the
+# item had a caption), no_image, failed (the reason is in caption_failures).
+CAPTIONS = pa.schema(
+    [
+        _f("item_id", _str),
+        _f("image_sha256", _str, True),  # of the image bytes: the cache key (with the model)
+        _f("caption", _str, True),
+        _f("model", _str, True),  # the captioner's version (model and generation settings)
+        _f("status", _str),
+    ]
+)
+
+# Items whose image could not be captioned (missing, unreachable, corrupt, too large, a model
+# or endpoint error): retried on the next run, never given a made-up caption.
+CAPTION_FAILURES = pa.schema(
+    [
+        _f("item_id", _str),
+        _f("image_uri", _str),
+        _f("reason", _str),
+    ]
+)
+
+# The caption cache: a daily run captions only images (by content) it has not seen.
+CAPTION_CACHE = pa.schema(
+    [
+        _f("image_sha256", _str),
+        _f("model", _str),
+        _f("caption", _str),
+        _f("created", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
 # Item feature store: what the server reads at start-up, precomputed per item.
 ITEM_FEATURES = pa.schema(
     [
@@ -209,6 +242,21 @@ SPECS: dict[str, TableSpec] = {
         LABEL_FAILURES,
         key=("date", "query", "locale", "item_id"),
         non_empty_text=("query", "item_id", "reason"),
+    ),
+    "captions": TableSpec(
+        "captions", CAPTIONS, key=("item_id",), non_empty_text=("item_id", "status")
+    ),
+    "caption_failures": TableSpec(
+        "caption_failures",
+        CAPTION_FAILURES,
+        key=("item_id",),
+        non_empty_text=("item_id", "image_uri", "reason"),
+    ),
+    "caption_cache": TableSpec(
+        "caption_cache",
+        CAPTION_CACHE,
+        key=("image_sha256", "model"),
+        non_empty_text=("image_sha256", "model", "caption"),
     ),
     "item_features": TableSpec("item_features", ITEM_FEATURES, key=("item_id",)),
     "student_features": TableSpec(
