@@ -42,8 +42,8 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 test: lint ## lint, then the test suite (starts the servers it needs itself)
 	$(BIN)/pytest
 
-compile: $(STAMP) ## compile the KFP pipeline to pipelines/relevance_loop.yaml
-	$(BIN)/searchrel pipelines compile --out pipelines/relevance_loop.yaml
+compile: $(STAMP) ## compile every KFP pipeline to pipelines/compiled/ (committed; CI checks it is fresh)
+	$(BIN)/searchrel pipelines compile
 
 clean: ## remove run outputs (keeps .venv)
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

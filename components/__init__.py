@@ -15,7 +15,7 @@ from typing import Any
 
 from kfp import dsl
 
-from components import data, drift, student, teacher
+from components import data, deploy, drift, student, teacher
 from searchrel.images import Images, resolve_images
 
 
@@ -30,6 +30,8 @@ class Components:
     student_train: Any
     student_evaluate: Any
     drift_check: Any
+    gate_student: Any
+    deploy_student: Any
 
 
 def _component(func: Callable[..., Any], image: str) -> Any:
@@ -49,4 +51,6 @@ def build_components(images: Images | None = None) -> Components:
         student_train=_component(student.student_train, images.cpu),
         student_evaluate=_component(student.student_evaluate, images.cpu),
         drift_check=_component(drift.drift_check, images.cpu),
+        gate_student=_component(deploy.gate_student, images.cpu),
+        deploy_student=_component(deploy.deploy_student, images.cpu),
     )

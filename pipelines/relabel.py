@@ -40,9 +40,13 @@ def relabel_and_distil(
             n_shards=label_shards,
         ).set_display_name("teacher: label a shard")
         on_gpu(shard_task).set_retry(num_retries=2, backoff_duration="60s")
+        # Cached: the same teacher on the same impressions gives the same labels, so a rerun
+        # after a failure downstream does not pay for the GPUs again.
+        shard_task.set_caching_options(True)
     labels = ops.label_collect(
         shard_labels=dsl.Collected(shard_task.outputs["shard_labels"])
     ).set_display_name("teacher: collect labels")
+    labels.set_caching_options(True)
     features = ops.build_features(
         items=items,
         judgments=judgments,
@@ -50,10 +54,13 @@ def relabel_and_distil(
         impressions=impressions,
         config_yaml=config_yaml,
     ).set_display_name("features")
+    features.set_caching_options(True)  # a pure function of its inputs and the config
     student = ops.student_train(
         features=features.outputs["features"], config_yaml=config_yaml
     ).set_display_name("student: distil")
+    student.set_caching_options(True)
     student_eval = ops.student_evaluate(
         student=student.outputs["student"], features=features.outputs["features"]
     ).set_display_name("student: evaluate")
+    student_eval.set_caching_options(True)
     return Distilled(features, student, student_eval)

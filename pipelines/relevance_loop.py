@@ -39,18 +39,20 @@ def build_pipeline(
     @dsl.pipeline(name=PIPELINE_NAME, description=__doc__)
     def relevance_loop(source: str = "sample", config_yaml: str = "") -> LoopOutputs:
         data = ops.ingest(source=source, config_yaml=config_yaml).set_display_name("ingest")
+        data.set_caching_options(False)  # a source path may hold new tables under the same name
         teacher = ops.teacher_train(
             items=data.outputs["items"],
             judgments=data.outputs["judgments"],
             config_yaml=config_yaml,
         ).set_display_name("teacher: fine-tune")
-        on_gpu(teacher)
+        on_gpu(teacher).set_caching_options(True)
         teacher_eval = ops.teacher_evaluate(
             teacher=teacher.outputs["teacher"],
             items=data.outputs["items"],
             judgments=data.outputs["judgments"],
             config_yaml=config_yaml,
         ).set_display_name("teacher: evaluate")
+        teacher_eval.set_caching_options(True)
         done = relabel_and_distil(
             ops,
             teacher.outputs["teacher"],

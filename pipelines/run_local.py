@@ -9,6 +9,7 @@ from typing import Any
 
 from kfp import local
 
+from pipelines.catalog import build
 from pipelines.relevance_loop import build_pipeline
 from searchrel.config import load_config
 
@@ -67,3 +68,25 @@ def run_drift_watch_local(
         )
     return {"pipeline_root": str(pipeline_root.resolve()),
             "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+
+
+def run_pipeline_local(
+    name: str, params: dict[str, str], config_path: Path, pipeline_root: Path
+) -> dict[str, Any]:
+    """Any pipeline of the catalog under kfp.local, with string parameters (URIs: local paths).
+
+    Returns the local paths of its output artifacts (none for drift_watch)."""
+    _init_local(pipeline_root, pipeline_root.resolve().with_name(pipeline_root.name + ".workspace"))
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        shards = load_config(config_path).label.shards
+        config_yaml = Path(config_path).read_text(encoding="utf-8")
+        task = build(name, label_shards=shards)(**params, config_yaml=config_yaml)
+    outputs = dict(task.outputs) if task is not None and hasattr(task, "outputs") else {}
+    return {
+        "pipeline": name,
+        "pipeline_root": str(pipeline_root.resolve()),
+        "seconds": round(time.perf_counter() - started, 1),
+        "outputs": {k: getattr(v, "path", v) for k, v in outputs.items()},
+    }

@@ -260,6 +260,53 @@ def student_evaluate_cmd(
     _print(evaluate_student(model, features, out))
 
 
+@student_app.command("gate")
+def student_gate_cmd(
+    candidate: Annotated[Path, typer.Option(help="the new student bundle")],
+    items: Annotated[Path, typer.Option(help="items table (Parquet)")],
+    judgments: Annotated[Path, typer.Option(help="human judgments table (Parquet)")],
+    out: Annotated[Path, typer.Option(help="directory for gate.json")],
+    serving: Annotated[
+        str,
+        typer.Option(
+            help="the served bundle (directory or s3://, gs:// URI); 'none': nothing "
+            "is served yet; '': what the GitOps overlay serves (--gitops-repo)"
+        ),
+    ] = "",
+    gitops_repo: Annotated[str, typer.Option(help="GitOps repository; default deploy.repo")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Compare the candidate with the serving student on held-out human labels (deploy gate)."""
+    from searchrel.gitops import served_uri
+    from searchrel.student.gate import gate
+
+    cfg = _cfg(config)
+    if not serving:
+        deploy_cfg = cfg.deploy.model_copy(update={"repo": gitops_repo} if gitops_repo else {})
+        if not deploy_cfg.repo:
+            raise typer.BadParameter("give --serving, or --gitops-repo to read it from the overlay")
+        serving = served_uri(deploy_cfg)
+    decision = gate(candidate, None if serving == "none" else serving, items, judgments, out, cfg)
+    _print(decision)
+
+
+@app.command("deploy")
+def deploy_cmd(
+    model_uri: Annotated[str, typer.Option(help="storage URI of the student bundle to serve")],
+    gate: Annotated[Path, typer.Option(help="the gate decision (gate.json or its directory)")],
+    repo: Annotated[str, typer.Option(help="GitOps repository; default: deploy.repo")] = "",
+    overlay: Annotated[str, typer.Option(help="overlay to change; default: deploy.overlay")] = "",
+    run: Annotated[str, typer.Option(help="pipeline run that made the model (in the commit)")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Commit the model URI to the GitOps overlay and push, if the gate passed."""
+    from searchrel.gitops import deploy
+
+    cfg = _cfg(config).deploy
+    cfg = cfg.model_copy(update={k: v for k, v in (("repo", repo), ("overlay", overlay)) if v})
+    _print(deploy(model_uri, gate, cfg, run=run))
+
+
 @app.command("serve")
 def serve_cmd(
     model_dir: Annotated[
@@ -312,35 +359,87 @@ def drift_cmd(
     _print(drift_job(reference, requests, out, cfg, state))
 
 
+PipelineName = Annotated[
+    str, typer.Option("--pipeline", "-p", help="teacher_training, daily_distillation, "
+                      "drift_watch or relevance_loop")
+]  # fmt: skip
+ParamOpt = Annotated[
+    list[str] | None, typer.Option("--param", help="NAME=VALUE, repeatable: a pipeline parameter")
+]
+
+
+def _config_yaml(config: Path | None) -> str:
+    if config is None:
+        return ""
+    load_config(config)  # a bad config fails here, in one line, not in the cluster
+    return config.read_text(encoding="utf-8")
+
+
 @pipelines_app.command("compile")
 def pipelines_compile_cmd(
-    out: Annotated[Path, typer.Option(help="pipeline YAML to write")] = Path(
-        "pipelines/relevance_loop.yaml"
-    ),
+    out_dir: Annotated[Path | None, typer.Option(help="directory for <name>.yaml")] = None,
 ) -> None:
-    """Compile the relevance-loop pipeline to KFP IR YAML."""
+    """Compile every pipeline to KFP IR YAML (default: the committed pipelines/compiled/)."""
     ensure_pipelines_importable()
-    from pipelines.relevance_loop import compile_pipeline
+    from pipelines.catalog import COMPILED_DIR, compile_all
 
-    typer.echo(compile_pipeline(out))
+    for path in compile_all(out_dir or COMPILED_DIR):
+        typer.echo(path)
 
 
 @pipelines_app.command("run")
 def pipelines_run_cmd(
     local: Annotated[bool, typer.Option("--local", help="run with kfp.local's SubprocessRunner")],
-    source: Annotated[str, typer.Option(help="'sample' or a directory with the three tables")] = (
-        "sample"
-    ),
+    pipeline: PipelineName = "relevance_loop",
+    param: ParamOpt = None,
     root: Annotated[Path, typer.Option(help="local pipeline root")] = Path("runs/pipeline"),
     config: Annotated[Path, typer.Option(help="YAML config")] = Path("configs/local.yaml"),
 ) -> None:
-    """Run the relevance loop end to end (only --local for now)."""
+    """Run a pipeline here, every step a subprocess (on a cluster: `pipelines submit`)."""
     if not local:
-        raise typer.BadParameter("only --local runs exist so far")
+        raise typer.BadParameter("use --local here, or `searchrel pipelines submit` for a cluster")
     ensure_pipelines_importable()
-    from pipelines.run_local import run_local
+    from pipelines.run_local import run_pipeline_local
+    from pipelines.submit import parse_params
 
-    _print(run_local(source=source, config_path=config, pipeline_root=root))
+    params = parse_params(param or [])
+    _print(run_pipeline_local(pipeline, params, config, root))
+
+
+@pipelines_app.command("submit")
+def pipelines_submit_cmd(
+    host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. http://ml-pipeline-ui:80")],
+    pipeline: PipelineName = "daily_distillation",
+    param: ParamOpt = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config sent as config_yaml")] = None,
+    experiment: Annotated[str, typer.Option(help="KFP experiment")] = "searchrel",
+    namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
+) -> None:
+    """Start one run of a compiled pipeline on a Kubeflow Pipelines cluster."""
+    ensure_pipelines_importable()
+    from pipelines.submit import parse_params, submit
+
+    params = parse_params(param or [])
+    _print(submit(host, pipeline, params, _config_yaml(config), experiment, namespace))
+
+
+@pipelines_app.command("schedule")
+def pipelines_schedule_cmd(
+    host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. http://ml-pipeline-ui:80")],
+    cron: Annotated[str, typer.Option(help="6-field cron, seconds first: '0 0 3 * * *'")],
+    pipeline: PipelineName = "daily_distillation",
+    param: ParamOpt = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config sent as config_yaml")] = None,
+    experiment: Annotated[str, typer.Option(help="KFP experiment")] = "searchrel",
+    namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
+) -> None:
+    """Create a recurring run (at most one at a time, no catch-up) of a compiled pipeline."""
+    ensure_pipelines_importable()
+    from pipelines.submit import check_cron, parse_params, schedule
+
+    check_cron(cron)  # before anything is read or contacted
+    params = parse_params(param or [])
+    _print(schedule(host, pipeline, cron, params, _config_yaml(config), experiment, namespace))
 
 
 @app.command("demo")
@@ -359,10 +458,11 @@ USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, FileNotFoundError, NotA
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from searchrel.gitops import DeployError
     from searchrel.model_source import ModelSourceError
     from searchrel.tables import ContractError
 
-    return (*USER_ERRORS, ContractError, ModelSourceError)
+    return (*USER_ERRORS, ContractError, ModelSourceError, DeployError)
 
 
 def module_main(*command: str) -> None:
@@ -377,5 +477,5 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="searchrel")
     except _user_errors() as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -157,6 +157,21 @@ class DriftConfig(Strict):
     pushgateway: str = ""  # Prometheus Pushgateway URL for the drift metrics ("": textfile only)
 
 
+class GateConfig(Strict):
+    metric: str = "ndcg_at_20"  # key of searchrel.metrics.evaluate compared on held-out labels
+    max_regression: float = Field(0.0, ge=0)  # the candidate may trail the serving model by this
+    min_queries: int = Field(5, ge=1)  # fewest held-out human-labelled queries to decide on
+
+
+class DeployConfig(Strict):
+    repo: str = ""  # the GitOps repository (URL or path) Argo CD watches; "": deploy disabled
+    branch: str = "main"  # branch Argo CD tracks
+    overlay: str = "manifests/overlays/prod"  # kustomize overlay whose model.yaml names the model
+    token_env: str = "SEARCHREL_GIT_TOKEN"  # env var with an HTTPS token for the push, if any
+    author: str = "searchrel-pipeline <searchrel@users.noreply.github.com>"  # commit author
+    push_attempts: int = Field(3, ge=1)  # rebase-and-retry when someone else pushed meanwhile
+
+
 class Config(Strict):
     shared_dir: str = (
         DEFAULT_SHARED_DIR  # ../shared: CrowdFlower and CRDs (env SEARCHREL_SHARED_DIR)
@@ -170,6 +185,8 @@ class Config(Strict):
     student: StudentConfig = StudentConfig()
     serve: ServeConfig = ServeConfig()
     drift: DriftConfig = DriftConfig()
+    gate: GateConfig = GateConfig()
+    deploy: DeployConfig = DeployConfig()
 
 
 ProfileName = Literal["local", "cluster", "tiny"]

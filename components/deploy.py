@@ -1,0 +1,64 @@
+"""Components: the deploy gate and the GitOps deploy of a student that passed it."""
+
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+
+def gate_student(
+    candidate: Input[Model],
+    items: Input[Dataset],
+    judgments: Input[Dataset],
+    serving_model_uri: str,
+    gitops_repo: str,
+    config_yaml: str,
+    report: Output[Artifact],
+) -> str:
+    """The candidate against the serving student on held-out human labels: deploy or hold.
+
+    ``serving_model_uri`` "" reads what the GitOps overlay serves; "none" is a first deploy."""
+    import json
+    import os
+
+    from searchrel.stage import config_file, run_stage
+
+    run_stage(
+        "searchrel.student.gate",
+        "--candidate", candidate.path,
+        "--items", items.path,
+        "--judgments", judgments.path,
+        "--serving", serving_model_uri,
+        "--gitops-repo", gitops_repo,
+        "--out", report.path,
+        "--config", config_file(config_yaml),
+    )  # fmt: skip
+    with open(os.path.join(report.path, "gate.json"), encoding="utf-8") as fh:
+        decision = json.load(fh)
+    print("gate:", decision["reason"], flush=True)
+    return "deploy" if decision["passed"] else "hold"
+
+
+def deploy_student(
+    candidate: Input[Model],
+    report: Input[Artifact],
+    gitops_repo: str,
+    run_name: str,
+    config_yaml: str,
+) -> str:
+    """Commit the candidate's URI to the GitOps overlay (Argo CD syncs it); returns the commit."""
+    import json
+    import subprocess
+    import sys
+
+    from searchrel.stage import config_file
+
+    cmd = [
+        sys.executable, "-m", "searchrel.gitops",
+        "--model-uri", candidate.uri,
+        "--gate", report.path,
+        "--repo", gitops_repo,
+        "--run", run_name,
+        "--config", config_file(config_yaml),
+    ]  # fmt: skip
+    print("+", " ".join(cmd), flush=True)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    print(out.stdout, out.stderr, sep="\n", flush=True)
+    return str(json.loads(out.stdout).get("commit", ""))

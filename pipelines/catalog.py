@@ -1,0 +1,70 @@
+"""Every pipeline of searchrel by name, and where its compiled YAML lives.
+
+The compiled files under pipelines/compiled/ are committed (a platform team uploads them as
+they are) and CI recompiles and checks they are fresh. They are compiled with the default
+images (searchrel.images with no environment override) and the default shard count.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kfp import compiler
+
+from searchrel.config import LabelConfig
+from searchrel.images import Images
+
+COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
+
+
+def _teacher_training(images: Images | None, shards: int) -> Any:
+    from pipelines.teacher_training import build_teacher_training
+
+    return build_teacher_training(images)
+
+
+def _daily_distillation(images: Images | None, shards: int) -> Any:
+    from pipelines.daily_distillation import build_daily_distillation
+
+    return build_daily_distillation(images, shards)
+
+
+def _drift_watch(images: Images | None, shards: int) -> Any:
+    from pipelines.drift_watch import build_drift_watch
+
+    return build_drift_watch(images, shards)
+
+
+def _relevance_loop(images: Images | None, shards: int) -> Any:
+    from pipelines.relevance_loop import build_pipeline
+
+    return build_pipeline(images, shards)
+
+
+# name -> builder(images, label_shards); the name is also the compiled file's stem.
+PIPELINES: dict[str, Callable[[Images | None, int], Any]] = {
+    "teacher_training": _teacher_training,  # human labels -> teacher (GPU)
+    "daily_distillation": _daily_distillation,  # impressions -> labels -> student -> gate -> deploy
+    "drift_watch": _drift_watch,  # scheduled: drift -> relabel -> student
+    "relevance_loop": _relevance_loop,  # the whole loop in one run (the demo)
+}
+
+
+def build(name: str, images: Images | None = None, label_shards: int | None = None) -> Any:
+    if name not in PIPELINES:
+        raise KeyError(f"no pipeline {name!r}; choose from {', '.join(PIPELINES)}")
+    return PIPELINES[name](images, label_shards or LabelConfig().shards)
+
+
+def compile_one(
+    name: str, out: Path, images: Images | None = None, label_shards: int | None = None
+) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build(name, images, label_shards), str(out))
+    return out
+
+
+def compile_all(
+    out_dir: Path = COMPILED_DIR, images: Images | None = None, label_shards: int | None = None
+) -> list[Path]:
+    return [compile_one(n, out_dir / f"{n}.yaml", images, label_shards) for n in PIPELINES]

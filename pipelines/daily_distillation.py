@@ -1,0 +1,79 @@
+"""daily_distillation: label a day's impressions with the teacher, distil a new student, and
+deploy it through GitOps if it beats the one being served.
+
+ingest the day's tables -> label shards on GPU nodes (ParallelFor) -> collect -> features ->
+student: distil -> evaluate -> gate (new vs serving student on held-out human labels) ->
+dsl.If(deploy) -> commit the new model URI to the GitOps overlay (Argo CD syncs it).
+The teacher comes from teacher_training by URI. The serving student is what the GitOps overlay
+serves now (``serving_model_uri`` "" reads it from ``gitops_repo``; "none": a first deploy).
+"""
+
+from typing import Any, NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Metrics, Model
+
+from components import build_components
+from pipelines.relabel import relabel_and_distil
+from searchrel.config import LabelConfig
+from searchrel.images import Images
+
+PIPELINE_NAME = "searchrel-daily-distillation"
+DEPLOY = "deploy"
+
+
+class DailyOutputs(NamedTuple):
+    student: Model
+    student_metrics: Metrics
+    gate: Artifact
+
+
+def build_daily_distillation(
+    images: Images | None = None, label_shards: int = LabelConfig().shards
+) -> Any:
+    ops = build_components(images)
+
+    @dsl.pipeline(name=PIPELINE_NAME, description=__doc__)
+    def daily_distillation(
+        source: str,
+        teacher_uri: str,
+        serving_model_uri: str = "",
+        gitops_repo: str = "",
+        config_yaml: str = "",
+    ) -> DailyOutputs:
+        data = ops.ingest(source=source, config_yaml=config_yaml).set_display_name("ingest")
+        data.set_caching_options(False)  # the day's tables may be rewritten under one path
+        teacher = dsl.importer(artifact_uri=teacher_uri, artifact_class=Model, reimport=False)
+        done = relabel_and_distil(
+            ops,
+            teacher.output,
+            data.outputs["items"],
+            data.outputs["judgments"],
+            data.outputs["impressions"],
+            config_yaml,
+            label_shards,
+        )
+        check = ops.gate_student(
+            candidate=done.student.outputs["student"],
+            items=data.outputs["items"],
+            judgments=data.outputs["judgments"],
+            serving_model_uri=serving_model_uri,
+            gitops_repo=gitops_repo,
+            config_yaml=config_yaml,
+        ).set_display_name("gate: new vs serving student")
+        check.set_caching_options(False)  # the serving model changes between runs
+        with dsl.If(check.outputs["Output"] == DEPLOY, name="gate-passed"):
+            ops.deploy_student(
+                candidate=done.student.outputs["student"],
+                report=check.outputs["report"],
+                gitops_repo=gitops_repo,
+                run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                config_yaml=config_yaml,
+            ).set_display_name("deploy: commit to GitOps").set_caching_options(False)
+        return DailyOutputs(
+            student=done.student.outputs["student"],
+            student_metrics=done.student_eval.outputs["metrics"],
+            gate=check.outputs["report"],
+        )
+
+    return daily_distillation

@@ -1,0 +1,132 @@
+"""The pipelines a platform team uploads: the committed YAML is what the code compiles, GPU
+stages ask for GPU nodes, caching is set on purpose, the deploy sits behind the gate, and
+submissions are checked before anything reaches a cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipelines.catalog import COMPILED_DIR, PIPELINES, compile_all
+from pipelines.submit import SubmitError, check_cron, package, parse_params, pipeline_arguments
+from searchrel.images import REGISTRY_ENV, TAG_ENV
+
+GPU_STEPS = {"exec-teacher-train", "exec-label-shard"}
+
+
+def load(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec, platform = yaml.safe_load_all((COMPILED_DIR / f"{name}.yaml").read_text())
+    return spec, platform
+
+
+def all_tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every task of the pipeline, those inside loops and conditions too."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def test_the_committed_yaml_is_what_the_code_compiles(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    monkeypatch.delenv(TAG_ENV, raising=False)
+    fresh = compile_all(tmp_path)
+    assert sorted(p.name for p in fresh) == sorted(p.name for p in COMPILED_DIR.glob("*.yaml"))
+    stale = [p.name for p in fresh if p.read_text() != (COMPILED_DIR / p.name).read_text()]
+    assert not stale, f"{stale} are stale: run `make compile` and commit pipelines/compiled/"
+
+
+def test_there_are_the_three_cluster_pipelines_and_the_demo_loop() -> None:
+    assert {"teacher_training", "daily_distillation", "drift_watch", "relevance_loop"} == set(
+        PIPELINES
+    )
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_gpu_stages_land_on_gpu_nodes_and_nothing_else_does(name: str) -> None:
+    spec, platform = load(name)
+    kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor, body in spec["deploymentSpec"]["executors"].items():
+        if "importer" in body:
+            continue
+        accelerator = body["container"].get("resources", {}).get("accelerator")
+        if executor in GPU_STEPS:
+            assert accelerator["resourceType"] == "nvidia.com/gpu", executor
+            assert kube[executor]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+            assert kube[executor]["tolerations"][0]["key"] == "nvidia.com/gpu"
+            assert kube[executor]["emptyDirMounts"][0]["medium"] == "Memory"
+        else:
+            assert accelerator is None, f"{executor} asks for a GPU"
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "cached"),
+    [
+        ("teacher_training", "ingest", False),  # a path may hold new tables
+        ("teacher_training", "teacher-train", True),
+        ("daily_distillation", "ingest", False),
+        ("daily_distillation", "label-shard", True),  # GPU hours are not paid twice
+        ("daily_distillation", "gate-student", False),  # the served model changes
+        ("daily_distillation", "deploy-student", False),
+        ("drift_watch", "drift-check", False),  # each run looks at the window as it is
+    ],
+)
+def test_caching_is_set_on_purpose(name: str, task: str, cached: bool) -> None:
+    spec, _ = load(name)
+    options = all_tasks(spec)[task].get("cachingOptions", {})
+    assert bool(options.get("enableCache")) is cached
+
+
+def test_the_deploy_runs_only_inside_the_gate() -> None:
+    spec, _ = load("daily_distillation")
+    root = spec["root"]["dag"]["tasks"]
+    assert "deploy-student" not in root
+    (branch,) = [t for n, t in root.items() if n.startswith("condition")]
+    condition = branch["triggerPolicy"]["condition"]
+    assert "gate-student" in condition and "'deploy'" in condition
+    body = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(body) == {"deploy-student"}
+
+
+def test_the_labeling_shards_retry(tmp_path: Path) -> None:
+    spec, _ = load("daily_distillation")
+    assert all_tasks(spec)["label-shard"]["retryPolicy"]["maxRetryCount"] == 2
+
+
+# --- submissions -------------------------------------------------------------------------------
+
+
+def test_a_five_field_cron_is_refused_with_the_six_field_form() -> None:
+    with pytest.raises(SubmitError, match="6-field cron"):
+        check_cron("0 3 * * *")
+    assert check_cron("0  0 3 * * *") == "0 0 3 * * *"
+
+
+def test_parameters_are_checked_against_the_pipeline() -> None:
+    path = package("daily_distillation")
+    args = pipeline_arguments(path, {"source": "s3://b/day", "teacher_uri": "s3://b/t"}, "x: 1")
+    assert args["config_yaml"] == "x: 1"
+    with pytest.raises(SubmitError, match="no parameter sorce"):
+        pipeline_arguments(path, {"sorce": "s3://b/day", "teacher_uri": "s3://b/t"}, "")
+    with pytest.raises(SubmitError, match="needs --param teacher_uri"):
+        pipeline_arguments(path, {"source": "s3://b/day"}, "")
+    with pytest.raises(SubmitError, match="NAME=VALUE"):
+        parse_params(["source"])
+    with pytest.raises(SubmitError, match="no pipeline"):
+        package("nightly")
+
+
+def test_the_cli_turns_a_bad_schedule_into_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchrel", "pipelines", "schedule", "--host",
+         "http://127.0.0.1:9", "--cron", "0 3 * * *"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "6-field cron" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,78 @@
+"""daily_distillation under kfp.local against a real (bare) GitOps repository: the new student
+is gated against the one the overlay serves, and only a passed gate commits the deploy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.run_local import run_pipeline_local
+from searchrel.gitops import read_model_uri, write_model_uri
+from tests.conftest import REPO, TINY_CONFIG
+
+pytestmark = pytest.mark.slow
+OVERLAY = "manifests/overlays/dev"
+
+
+def git(cwd: Path, *args: str) -> str:
+    cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def gitops_repo(local_run: dict, tmp_path: Path) -> Path:
+    """The GitOps repository, its dev overlay serving the student of the relevance-loop run."""
+    bare = tmp_path / "gitops.git"
+    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    seed = tmp_path / "seed"
+    git(tmp_path, "clone", "--quiet", str(bare), str(seed))
+    shutil.copytree(REPO / "manifests", seed / "manifests")
+    write_model_uri(seed / OVERLAY / "model.yaml", local_run["outputs"]["student"])
+    git(seed, "add", "manifests")
+    git(seed, "commit", "--quiet", "-m", "serve the first student")
+    git(seed, "push", "--quiet", "origin", "HEAD:main")
+    return bare
+
+
+def daily(local_run: dict, source: Path, repo: Path, root: Path, gate: dict) -> dict:
+    config = root.with_suffix(".yaml")
+    settings = yaml.safe_load(TINY_CONFIG.read_text())
+    settings["student"]["seed"] = 14  # another seed: the candidate differs from the served one
+    settings |= {"gate": gate, "deploy": {"overlay": OVERLAY}}
+    config.write_text(yaml.safe_dump(settings))
+    teacher = Path(local_run["outputs"]["features"]).parent.parent / "teacher-train" / "teacher"
+    params = {"source": str(source), "teacher_uri": str(teacher), "gitops_repo": str(repo)}
+    return run_pipeline_local("daily_distillation", params, config, root)
+
+
+def test_a_passed_gate_commits_the_new_student_and_a_closed_one_changes_nothing(
+    local_run: dict, tiny_source: Path, gitops_repo: Path, tmp_path: Path
+) -> None:
+    served = local_run["outputs"]["student"]
+    before = git(gitops_repo, "rev-parse", "main")
+
+    closed = daily(local_run, tiny_source, gitops_repo, tmp_path / "closed", {"min_queries": 10**5})
+    (decision,) = Path(closed["pipeline_root"]).glob("*/gate-student/report/gate.json")
+    assert json.loads(decision.read_text())["passed"] is False
+    assert not list(Path(closed["pipeline_root"]).glob("*/deploy-student"))
+    assert git(gitops_repo, "rev-parse", "main") == before
+
+    opened = daily(local_run, tiny_source, gitops_repo, tmp_path / "opened", {"max_regression": 1})
+    root = Path(opened["pipeline_root"])
+    (decision,) = root.glob("*/gate-student/report/gate.json")
+    gate = json.loads(decision.read_text())
+    assert gate["passed"] and gate["serving"] is not None  # compared with what the overlay served
+    assert gate["serving_version"] != gate["candidate_version"]
+    (student,) = root.glob("*/student-train/student")
+    work = tmp_path / "after"
+    git(tmp_path, "clone", "--quiet", str(gitops_repo), str(work))
+    assert read_model_uri(work / OVERLAY / "model.yaml") == str(student)
+    assert git(work, "rev-parse", "HEAD~1") == before
+    message = git(work, "log", "-1", "--format=%B")
+    assert served in message and gate["candidate_version"] in message
+    assert f"run: {student.parent.parent.name}" in message  # the KFP run that made it
