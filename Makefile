@@ -12,7 +12,7 @@ TORCH_CPU := torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help setup demo test lint format compile clean
+.PHONY: help setup demo test lint format compile manifests generated clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ test: lint ## lint, then the test suite (starts the servers it needs itself)
 
 compile: $(STAMP) ## compile every KFP pipeline to pipelines/compiled/ (committed; CI checks it is fresh)
 	$(BIN)/searchrel pipelines compile
+
+manifests: $(STAMP) ## render manifests/base/prometheusrule.yaml from monitoring/prometheus/rules.yml
+	$(BIN)/python -m searchrel.prometheus_rule
+
+generated: compile manifests ## regenerate every committed generated file, then fail if any changed
+	git diff --exit-code -- pipelines/compiled manifests/base/prometheusrule.yaml
 
 clean: ## remove run outputs (keeps .venv)
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

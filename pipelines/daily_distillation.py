@@ -10,16 +10,17 @@ serves now (``serving_model_uri`` "" reads it from ``gitops_repo``; "none": a fi
 
 from typing import Any, NamedTuple
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Metrics, Model
 
 from components import build_components
 from pipelines.relabel import relabel_and_distil
-from searchrel.config import LabelConfig
+from searchrel.config import DeployConfig, LabelConfig
 from searchrel.images import Images
 
 PIPELINE_NAME = "searchrel-daily-distillation"
 DEPLOY = "deploy"
+GITOPS_SECRET = "searchrel-gitops-credentials"  # key `token`: an HTTPS token that may push
 
 
 class DailyOutputs(NamedTuple):
@@ -63,13 +64,22 @@ def build_daily_distillation(
         ).set_display_name("gate: new vs serving student")
         check.set_caching_options(False)  # the serving model changes between runs
         with dsl.If(check.outputs["Output"] == DEPLOY, name="gate-passed"):
-            ops.deploy_student(
+            deploy = ops.deploy_student(
                 candidate=done.student.outputs["student"],
                 report=check.outputs["report"],
                 gitops_repo=gitops_repo,
                 run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                 config_yaml=config_yaml,
-            ).set_display_name("deploy: commit to GitOps").set_caching_options(False)
+            ).set_display_name("deploy: commit to GitOps")
+            deploy.set_caching_options(False)
+            # The push token comes from a Secret in the run's namespace, never from parameters
+            # (optional: a repository reachable without a token needs none).
+            kubernetes.use_secret_as_env(
+                deploy,
+                secret_name=GITOPS_SECRET,
+                secret_key_to_env={"token": DeployConfig().token_env},
+                optional=True,
+            )
         return DailyOutputs(
             student=done.student.outputs["student"],
             student_metrics=done.student_eval.outputs["metrics"],

@@ -17,16 +17,17 @@ from typing import Any
 import pytest
 import yaml
 
-from searchrel.config import DEFAULT_SHARED_DIR, Config, ServeConfig, shared_dir
+from searchrel.config import ServeConfig
 from searchrel.images import DEFAULT_REGISTRY, resolve_images
 
+from .crds import crd_errors
 from .tools import REPO, require_tool, run
 
 MANIFESTS = REPO / "manifests"
 OVERLAYS = sorted(p.parent.name for p in (MANIFESTS / "overlays").glob("*/kustomization.yaml"))
+# The kustomizations that hold the student's InferenceService (argocd/ and pipelines/ do not).
 KUSTOMIZATIONS = ["base", *(f"overlays/{name}" for name in OVERLAYS)]
 BROKEN_FIXTURE = Path(__file__).parent / "fixtures" / "broken_inferenceservice.yaml"
-CRD_PATH = Path("k8s/crds/kserve/serving.kserve.io_inferenceservices.yaml")
 
 # KServe's webhook: an InferenceService name is a DNS-1035 label (it prefixes Service names).
 ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -70,83 +71,9 @@ def project_version() -> str:
         return str(tomllib.load(f)["project"]["version"])
 
 
-# --- the CRD schema check ------------------------------------------------------------------------
-
-
-def _strict(schema: Any) -> Any:
-    """The schema with unknown fields rejected, as strict field validation on the API server does
-    (structural schemas otherwise prune them silently)."""
-    if isinstance(schema, list):
-        return [_strict(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {key: _strict(value) for key, value in schema.items()}
-    if (
-        "properties" in out
-        and "additionalProperties" not in out
-        and not out.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        out["additionalProperties"] = False
-    return out
-
-
-def _list_map_errors(schema: dict[str, Any], value: Any, path: str) -> list[str]:
-    """Duplicate keys in x-kubernetes-list-type map/set lists, which jsonschema does not know."""
-    errors: list[str] = []
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties")
-        for key, item in value.items():
-            sub = props.get(key, extra if isinstance(extra, dict) else None)
-            if sub:
-                errors += _list_map_errors(sub, item, f"{path}.{key}")
-    elif isinstance(value, list):
-        items = schema.get("items", {})
-        list_type = schema.get("x-kubernetes-list-type")
-        if list_type == "map":
-            keys = schema.get("x-kubernetes-list-map-keys", [])
-            defaults = {k: items.get("properties", {}).get(k, {}).get("default") for k in keys}
-            seen: set[tuple[Any, ...]] = set()
-            for i, item in enumerate(value):
-                ident = tuple(item.get(k, defaults[k]) for k in keys)
-                if ident in seen:
-                    errors.append(
-                        f"{path}[{i}]: duplicate entry for {dict(zip(keys, ident, strict=True))}"
-                    )
-                seen.add(ident)
-        elif list_type == "set":
-            dupes = [i for i, item in enumerate(value) if item in value[:i]]
-            errors += [f"{path}[{i}]: duplicate entry {value[i]!r}" for i in dupes]
-        for i, item in enumerate(value):
-            errors += _list_map_errors(items, item, f"{path}[{i}]")
-    return errors
-
-
-@functools.cache
-def isvc_validator() -> tuple[Any, dict[str, Any]]:
-    jsonschema = pytest.importorskip(
-        "jsonschema", reason="jsonschema not installed: pip install jsonschema"
-    )
-    # ../shared is relative to the repository root (not the working directory); the
-    # SEARCHREL_SHARED_DIR variable still wins.
-    crd_file = shared_dir(Config(shared_dir=str(REPO / DEFAULT_SHARED_DIR))) / CRD_PATH
-    if not crd_file.is_file():
-        pytest.skip(f"KServe CRD not found at {crd_file} (set SEARCHREL_SHARED_DIR to ../shared)")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crd = yaml.load(
-        crd_file.read_text(encoding="utf-8"), Loader=loader
-    )  # a safe loader (C if built)
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    schema = version["schema"]["openAPIV3Schema"]
-    # OpenAPI 3.0 schemas are closest to JSON Schema draft 4 (boolean exclusiveMinimum etc.).
-    return jsonschema.Draft4Validator(_strict(schema)), schema
-
-
 def isvc_errors(doc: dict[str, Any]) -> list[str]:
     """Everything the API server (with KServe's CRD and webhook name rule) would reject."""
-    validator, schema = isvc_validator()
-    errors = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
-    errors += _list_map_errors(schema, doc, "$")
+    errors = crd_errors(doc)
     name = doc.get("metadata", {}).get("name", "")
     if not ISVC_NAME.match(name) or len(name) > 63:
         errors.append(f"$.metadata.name: {name!r} is not a DNS-1035 label")
