@@ -209,6 +209,19 @@ def test_batched_captions_equal_one_image_at_a_time(
     }
 
 
+def test_small_chunks_give_the_same_captions_and_flush_the_cache_each_step(
+    first: Run, items_path: Path, tiny_blip: Path, tmp_path: Path
+) -> None:
+    cfg = caption_config(tiny_blip, tmp_path / "cache", chunk_size=3)
+    chunked = run_job(items_path, tmp_path / "out", cfg)
+    assert {k: (v["status"], v["caption"]) for k, v in chunked.captions().items()} == {
+        k: (v["status"], v["caption"]) for k, v in first.captions().items()
+    }  # p-copy's bytes were captioned in an earlier chunk: generated, not a cache hit
+    assert chunked.summary["cache_hits"] == 0
+    assert chunked.summary["cache_misses"] == DISTINCT_GOOD_IMAGES
+    assert len(list((tmp_path / "cache").glob("captions-*.parquet"))) >= 2
+
+
 def test_a_different_model_setting_misses_the_cache(
     first: Run, items_path: Path, tiny_blip: Path, cache_dir: Path, tmp_path: Path
 ) -> None:

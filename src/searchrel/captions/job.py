@@ -117,6 +117,9 @@ class _Run:
             sha = image_sha256(got)
             hit = self.cache.get(sha, self.captioner.version)
             if hit is not None:
+                if sha in self.misses:  # captioned in an earlier chunk of this run
+                    self._done(uri, Outcome(GENERATED, sha, hit))
+                    continue
                 self.hits.add(sha)
                 self._done(uri, Outcome(CACHED, sha, hit))
                 continue
