@@ -120,6 +120,13 @@ def test_prometheus_scrapes_the_server_and_fires_when_it_goes_down(stack: dict) 
         return bool(r.json()["data"]["result"]) if r.status_code == 200 else False
 
     assert wait_for(scraped), "Prometheus never scraped searchrel_requests_total"
+    # The served model's age, from its bundle's export time: the student was just trained, so
+    # it is minutes old and SearchrelServedModelStale stays silent.
+    query = {"query": "time() - searchrel_model_created_timestamp_seconds"}
+    (age,) = httpx.get(f"{prom}/api/v1/query", params=query).json()["data"]["result"]
+    assert age["metric"]["model_version"].startswith("student-")
+    assert 0 <= float(age["value"][1]) < 24 * 3600, age
+    assert "SearchrelServedModelStale" not in firing(prom)
     # Prometheus starts scraping while the server is still loading, so the alert may fire
     # first; with the server up it must resolve.
     assert wait_for(lambda: "SearchrelPredictorDown" not in firing(prom), timeout=20), firing(prom)
