@@ -15,13 +15,14 @@ from typing import Any
 
 from kfp import dsl
 
-from components import data, deploy, drift, student, teacher
+from components import captions, data, deploy, drift, student, teacher
 from searchrel.images import Images, resolve_images
 
 
 @dataclass(frozen=True)
 class Components:
     ingest: Any
+    caption_items: Any
     teacher_train: Any
     teacher_evaluate: Any
     label_shard: Any
@@ -43,6 +44,7 @@ def build_components(images: Images | None = None) -> Components:
     images = images or resolve_images()
     return Components(
         ingest=_component(data.ingest, images.cpu),
+        caption_items=_component(captions.caption_items, images.gpu),
         teacher_train=_component(teacher.teacher_train, images.gpu),
         teacher_evaluate=_component(teacher.teacher_evaluate, images.gpu),
         label_shard=_component(teacher.label_shard, images.gpu),

@@ -1,9 +1,10 @@
 """daily_distillation: label a day's impressions with the teacher, distil a new student, and
 deploy it through GitOps if it beats the one being served.
 
-ingest the day's tables -> label shards on GPU nodes (ParallelFor) -> collect -> features ->
-student: distil -> evaluate -> gate (new vs serving student on held-out human labels) ->
-dsl.If(deploy) -> commit the new model URI to the GitOps overlay (Argo CD syncs it).
+ingest the day's tables -> caption new items -> label shards on GPU nodes (ParallelFor) ->
+collect -> features -> student: distil -> evaluate -> gate (new vs serving student on
+held-out human labels) -> dsl.If(deploy) -> commit the new model URI to the GitOps overlay
+(Argo CD syncs it).
 The teacher comes from teacher_training by URI. The serving student is what the GitOps overlay
 serves now (``serving_model_uri`` "" reads it from ``gitops_repo``; "none": a first deploy).
 """
@@ -14,6 +15,7 @@ from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Metrics, Model
 
 from components import build_components
+from pipelines.captioning import caption
 from pipelines.relabel import relabel_and_distil
 from searchrel.config import DeployConfig, LabelConfig
 from searchrel.images import Images
@@ -44,11 +46,12 @@ def build_daily_distillation(
     ) -> DailyOutputs:
         data = ops.ingest(source=source, config_yaml=config_yaml).set_display_name("ingest")
         data.set_caching_options(False)  # the day's tables may be rewritten under one path
+        items = caption(ops, data.outputs["items"], config_yaml).outputs["captioned_items"]
         teacher = dsl.importer(artifact_uri=teacher_uri, artifact_class=Model, reimport=False)
         done = relabel_and_distil(
             ops,
             teacher.output,
-            data.outputs["items"],
+            items,
             data.outputs["judgments"],
             data.outputs["impressions"],
             config_yaml,
@@ -56,7 +59,7 @@ def build_daily_distillation(
         )
         check = ops.gate_student(
             candidate=done.student.outputs["student"],
-            items=data.outputs["items"],
+            items=items,
             judgments=data.outputs["judgments"],
             serving_model_uri=serving_model_uri,
             gitops_repo=gitops_repo,

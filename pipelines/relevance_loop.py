@@ -1,6 +1,6 @@
 """The relevance loop as a KFP v2 pipeline.
 
-ingest -> teacher train -> teacher evaluate
+ingest -> captions -> teacher train -> teacher evaluate
                         -> ParallelFor(shard): label shard -> collect -> features
                            -> student train -> student evaluate
 
@@ -15,6 +15,7 @@ from kfp import compiler, dsl
 from kfp.dsl import Dataset, Metrics, Model
 
 from components import build_components
+from pipelines.captioning import caption
 from pipelines.gpu import on_gpu
 from pipelines.relabel import relabel_and_distil
 from searchrel.config import LabelConfig
@@ -40,15 +41,16 @@ def build_pipeline(
     def relevance_loop(source: str = "sample", config_yaml: str = "") -> LoopOutputs:
         data = ops.ingest(source=source, config_yaml=config_yaml).set_display_name("ingest")
         data.set_caching_options(False)  # a source path may hold new tables under the same name
+        items = caption(ops, data.outputs["items"], config_yaml).outputs["captioned_items"]
         teacher = ops.teacher_train(
-            items=data.outputs["items"],
+            items=items,
             judgments=data.outputs["judgments"],
             config_yaml=config_yaml,
         ).set_display_name("teacher: fine-tune")
         on_gpu(teacher).set_caching_options(True)
         teacher_eval = ops.teacher_evaluate(
             teacher=teacher.outputs["teacher"],
-            items=data.outputs["items"],
+            items=items,
             judgments=data.outputs["judgments"],
             config_yaml=config_yaml,
         ).set_display_name("teacher: evaluate")
@@ -56,7 +58,7 @@ def build_pipeline(
         done = relabel_and_distil(
             ops,
             teacher.outputs["teacher"],
-            data.outputs["items"],
+            items,
             data.outputs["judgments"],
             data.outputs["impressions"],
             config_yaml,

@@ -17,6 +17,7 @@ from pipelines.catalog import COMPILED_DIR, PIPELINES
 from searchrel.config import ConfigError
 
 TOKEN_ENV = "KFP_TOKEN"  # a bearer token for the KFP API (e.g. behind Kubeflow's auth proxy)
+SERVICE_ACCOUNT = "searchrel-pipeline-runner"  # manifests/pipelines/rbac.yaml
 CRON_FIELDS = 6  # KFP's cron has seconds first: "0 0 3 * * *" is 03:00 every day
 
 
@@ -86,6 +87,7 @@ def submit(
     experiment: str = "searchrel",
     namespace: str | None = None,
     run_name: str | None = None,
+    service_account: str = SERVICE_ACCOUNT,
 ) -> dict[str, Any]:
     path = package(name)
     arguments = pipeline_arguments(path, params, config_yaml)
@@ -97,6 +99,7 @@ def submit(
         experiment_name=experiment,
         namespace=namespace,
         enable_caching=None,  # keep each step's own caching setting
+        service_account=service_account or None,
     )
     return {"pipeline": name, "run_id": result.run_id, "url": f"{host.rstrip('/')}/#/runs/details/"
             f"{result.run_id}"}  # fmt: skip
@@ -111,6 +114,7 @@ def schedule(
     experiment: str = "searchrel",
     namespace: str | None = None,
     job_name: str | None = None,
+    service_account: str = SERVICE_ACCOUNT,
 ) -> dict[str, Any]:
     cron = check_cron(cron)
     path = package(name)
@@ -126,5 +130,6 @@ def schedule(
         max_concurrency=1,  # a day's run never overlaps the next
         no_catchup=True,  # a paused schedule does not replay every missed day when resumed
         enabled=True,
+        service_account=service_account or None,
     )
     return {"pipeline": name, "cron": cron, "recurring_run_id": job.recurring_run_id}

@@ -367,6 +367,10 @@ ParamOpt = Annotated[
     list[str] | None, typer.Option("--param", help="NAME=VALUE, repeatable: a pipeline parameter")
 ]
 
+ServiceAccountOpt = Annotated[
+    str, typer.Option(help="Kubernetes service account of the run (manifests/pipelines)")
+]
+
 
 def _config_yaml(config: Path | None) -> str:
     if config is None:
@@ -414,13 +418,15 @@ def pipelines_submit_cmd(
     config: Annotated[Path | None, typer.Option(help="YAML config sent as config_yaml")] = None,
     experiment: Annotated[str, typer.Option(help="KFP experiment")] = "searchrel",
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
+    service_account: ServiceAccountOpt = "searchrel-pipeline-runner",
 ) -> None:
     """Start one run of a compiled pipeline on a Kubeflow Pipelines cluster."""
     ensure_pipelines_importable()
     from pipelines.submit import parse_params, submit
 
     params = parse_params(param or [])
-    _print(submit(host, pipeline, params, _config_yaml(config), experiment, namespace))
+    _print(submit(host, pipeline, params, _config_yaml(config), experiment, namespace,
+                  service_account=service_account))  # fmt: skip
 
 
 @pipelines_app.command("schedule")
@@ -432,6 +438,7 @@ def pipelines_schedule_cmd(
     config: Annotated[Path | None, typer.Option(help="YAML config sent as config_yaml")] = None,
     experiment: Annotated[str, typer.Option(help="KFP experiment")] = "searchrel",
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
+    service_account: ServiceAccountOpt = "searchrel-pipeline-runner",
 ) -> None:
     """Create a recurring run (at most one at a time, no catch-up) of a compiled pipeline."""
     ensure_pipelines_importable()
@@ -439,7 +446,8 @@ def pipelines_schedule_cmd(
 
     check_cron(cron)  # before anything is read or contacted
     params = parse_params(param or [])
-    _print(schedule(host, pipeline, cron, params, _config_yaml(config), experiment, namespace))
+    _print(schedule(host, pipeline, cron, params, _config_yaml(config), experiment, namespace,
+                    service_account=service_account))  # fmt: skip
 
 
 @app.command("demo")

@@ -132,3 +132,8 @@ def test_image_extras_exist_in_pyproject(image: str) -> None:
     optional = pyproject()["project"].get("optional-dependencies", {})
     for extra in extras.split():
         assert extra in optional, extra
+
+
+def test_cpu_image_has_git_for_the_gitops_deploy_step() -> None:
+    runtime = final_stage(dockerfile("searchrel-python"))
+    assert re.search(r"apt-get install [^\n]*\bgit\b", runtime), "the deploy step runs git"

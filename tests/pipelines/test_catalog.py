@@ -16,7 +16,7 @@ from pipelines.catalog import COMPILED_DIR, PIPELINES, compile_all
 from pipelines.submit import SubmitError, check_cron, package, parse_params, pipeline_arguments
 from searchrel.images import REGISTRY_ENV, TAG_ENV
 
-GPU_STEPS = {"exec-teacher-train", "exec-label-shard"}
+GPU_STEPS = {"exec-teacher-train", "exec-label-shard", "exec-caption-items"}
 
 
 def load(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -71,6 +71,7 @@ def test_gpu_stages_land_on_gpu_nodes_and_nothing_else_does(name: str) -> None:
         ("teacher_training", "teacher-train", True),
         ("daily_distillation", "ingest", False),
         ("daily_distillation", "label-shard", True),  # GPU hours are not paid twice
+        ("daily_distillation", "caption-items", True),
         ("daily_distillation", "gate-student", False),  # the served model changes
         ("daily_distillation", "deploy-student", False),
         ("drift_watch", "drift-check", False),  # each run looks at the window as it is
@@ -130,3 +131,22 @@ def test_the_cli_turns_a_bad_schedule_into_one_line() -> None:
     assert proc.returncode == 2
     assert "6-field cron" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["teacher_training", "daily_distillation", "relevance_loop"])
+def test_the_teacher_and_the_features_read_the_captioned_items(name: str) -> None:
+    spec, platform = load(name)
+    readers = 0
+    for task_name, task in all_tasks(spec).items():
+        items = task.get("inputs", {}).get("artifacts", {}).get("items")
+        if items and task_name != "caption-items":
+            readers += 1
+            source = items.get("taskOutputArtifact") or items.get("componentInputArtifact")
+            assert source in (
+                {"producerTask": "caption-items", "outputArtifactKey": "captioned_items"},
+                "pipelinechannel--caption-items-captioned_items",  # inside a loop or branch
+            ), (task_name, items)
+    assert readers >= 2
+    kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    (pvc,) = kube["exec-caption-items"]["pvcMount"]
+    assert pvc["mountPath"] == "/caption-cache"
