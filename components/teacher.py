@@ -70,9 +70,13 @@ def label_shard(
     )  # fmt: skip
 
 
-def label_collect(shard_labels: Input[list[Dataset]], teacher_labels: Output[Dataset]) -> None:
-    """Gather every shard's labels into one teacher_labels table; a missing shard fails."""
-    from searchrel.stage import run_stage
+def label_collect(
+    shard_labels: Input[list[Dataset]], config_yaml: str, teacher_labels: Output[Dataset]
+) -> None:
+    """Gather every shard's labels into one teacher_labels table; a missing shard fails.
+    Label freshness goes to label.pushgateway when the config names one."""
+    from searchrel.stage import config_file, run_stage
 
     args = [a for d in shard_labels for a in ("--shard-dir", d.path)]
-    run_stage("searchrel.teacher.collect", *args, "--out", teacher_labels.path)
+    run_stage("searchrel.teacher.collect", *args, "--out", teacher_labels.path,
+              "--config", config_file(config_yaml))  # fmt: skip

@@ -44,7 +44,7 @@ def relabel_and_distil(
         # after a failure downstream does not pay for the GPUs again.
         shard_task.set_caching_options(True)
     labels = ops.label_collect(
-        shard_labels=dsl.Collected(shard_task.outputs["shard_labels"])
+        shard_labels=dsl.Collected(shard_task.outputs["shard_labels"]), config_yaml=config_yaml
     ).set_display_name("teacher: collect labels")
     labels.set_caching_options(True)
     features = ops.build_features(

@@ -168,11 +168,12 @@ def label_cmd(
 def label_collect_cmd(
     shard_dir: Annotated[list[Path], typer.Option(help="a shard task's output (repeatable)")],
     out: Annotated[Path, typer.Option(help="teacher_labels directory to write")],
+    config: ConfigOpt = None,
 ) -> None:
     """Gather the shard outputs of a fanned-out labeling run; fail if any shard is missing."""
     from searchrel.teacher.collect import collect_shards
 
-    _print(collect_shards(shard_dir, out))
+    _print(collect_shards(shard_dir, out, pushgateway=_cfg(config).label.pushgateway))
 
 
 @app.command("caption")

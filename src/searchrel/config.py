@@ -70,6 +70,7 @@ class LabelConfig(Strict):
     threads: int = Field(0, ge=0)  # CPU threads for the local teacher; 0: torch's default
     backend: Literal["teacher", "judge"] = "teacher"  # local fine-tuned teacher or remote LLM
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: as the teacher trained
+    pushgateway: str = ""  # Pushgateway URL for label freshness metrics ("": labels.prom only)
 
 
 class JudgeConfig(Strict):

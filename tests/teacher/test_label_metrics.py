@@ -109,3 +109,26 @@ def test_the_metrics_are_pushed_grouped_by_the_pods_namespace(
     assert method == "PUT"
     assert path == "/metrics/job/searchrel-label-collect/namespace/searchrel-dev"
     assert "searchrel_teacher_labels_rows 3.0" in body
+
+
+def test_the_label_collect_step_pushes_to_the_configured_pushgateway(
+    tmp_path: Path,
+    pushgateway: tuple[str, list[tuple[str, str, str]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`python -m searchrel.teacher.collect --config` (what the KFP step runs) reads the URL."""
+    import sys
+
+    url, received = pushgateway
+    monkeypatch.setenv("POD_NAMESPACE", "searchrel")
+    fake_shard(tmp_path / "task0", DAYS[0], 0, 1, rows=4, failed=0)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"label:\n  pushgateway: {url}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchrel.teacher.collect", "--shard-dir", str(tmp_path / "task0"),
+         "--out", str(tmp_path / "labels"), "--config", str(config)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    ((_, path, body),) = received
+    assert path.endswith("/namespace/searchrel") and "searchrel_teacher_labels_rows 4.0" in body
