@@ -25,6 +25,7 @@ PIPELINE_NAME = "searchrel-relevance-loop"
 
 
 class LoopOutputs(NamedTuple):
+    teacher: Model
     student: Model
     features: Dataset
     teacher_metrics: Metrics
@@ -66,6 +67,7 @@ def build_pipeline(
         )
         features, student, student_eval = done.features, done.student, done.student_eval
         return LoopOutputs(
+            teacher=teacher.outputs["teacher"],
             student=student.outputs["student"],
             features=features.outputs["features"],
             teacher_metrics=teacher_eval.outputs["metrics"],

@@ -39,7 +39,7 @@ def run_local(source: str, config_path: Path | None, pipeline_root: Path) -> dic
         task = build_pipeline(label_shards=shards)(source=source, config_yaml=config_yaml)
     outputs = {
         name: task.outputs[name]
-        for name in ("student", "features", "teacher_metrics", "student_metrics")
+        for name in ("teacher", "student", "features", "teacher_metrics", "student_metrics")
     }
     return {
         "pipeline_root": str(pipeline_root.resolve()),

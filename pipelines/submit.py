@@ -7,7 +7,10 @@ in the cluster an hour later.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,13 @@ def pipeline_arguments(path: Path, params: dict[str, str], config_yaml: str) -> 
     return arguments
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """kfp.Client prints links to stdout; our commands' stdout is their JSON result."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def _client(host: str, namespace: str | None) -> Any:
     import kfp
 
@@ -92,15 +102,16 @@ def submit(
     path = package(name)
     arguments = pipeline_arguments(path, params, config_yaml)
     client = _client(host, namespace)
-    result = client.create_run_from_pipeline_package(
-        str(path),
-        arguments=arguments,
-        run_name=run_name,
-        experiment_name=experiment,
-        namespace=namespace,
-        enable_caching=None,  # keep each step's own caching setting
-        service_account=service_account or None,
-    )
+    with _quiet():
+        result = client.create_run_from_pipeline_package(
+            str(path),
+            arguments=arguments,
+            run_name=run_name,
+            experiment_name=experiment,
+            namespace=namespace,
+            enable_caching=None,  # keep each step's own caching setting
+            service_account=service_account or None,
+        )
     return {"pipeline": name, "run_id": result.run_id, "url": f"{host.rstrip('/')}/#/runs/details/"
             f"{result.run_id}"}  # fmt: skip
 
@@ -120,16 +131,17 @@ def schedule(
     path = package(name)
     arguments = pipeline_arguments(path, params, config_yaml)
     client = _client(host, namespace)
-    experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
-    job = client.create_recurring_run(
-        experiment_id=experiment_id,
-        job_name=job_name or f"{name}-{cron.replace(' ', '_').replace('*', 'x')}",
-        cron_expression=cron,
-        pipeline_package_path=str(path),
-        params=arguments,
-        max_concurrency=1,  # a day's run never overlaps the next
-        no_catchup=True,  # a paused schedule does not replay every missed day when resumed
-        enabled=True,
-        service_account=service_account or None,
-    )
+    with _quiet():
+        experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
+        job = client.create_recurring_run(
+            experiment_id=experiment_id,
+            job_name=job_name or f"{name}-{cron.replace(' ', '_').replace('*', 'x')}",
+            cron_expression=cron,
+            pipeline_package_path=str(path),
+            params=arguments,
+            max_concurrency=1,  # a day's run never overlaps the next
+            no_catchup=True,  # a paused schedule does not replay every missed day when resumed
+            enabled=True,
+            service_account=service_account or None,
+        )
     return {"pipeline": name, "cron": cron, "recurring_run_id": job.recurring_run_id}

@@ -351,13 +351,34 @@ def drift_cmd(
         Path | None, typer.Option(help="the cooldown's state file (default: OUT/drift_state.json)")
     ] = None,
     config: ConfigOpt = None,
+    submit_host: Annotated[
+        str, typer.Option(help="KFP API: on a relabel decision, start daily_distillation there")
+    ] = "",
+    param: Annotated[
+        list[str] | None, typer.Option(help="NAME=VALUE for that run (source=the drifted window)")
+    ] = None,
+    namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
 ) -> None:
     """Compare what the student served with what it was trained on (Evidently); export the
-    drift metrics for Prometheus and decide whether to relabel."""
+    drift metrics for Prometheus and decide whether to relabel (and, with --submit-host, start
+    the daily pipeline over the drifted window on the cluster)."""
     from searchrel.drift.job import drift_job
 
     cfg = _cfg(config)
-    _print(drift_job(reference, requests, out, cfg, state))
+    if submit_host:  # check the run's parameters before the (minutes-long) drift job
+        ensure_pipelines_importable()
+        from pipelines.submit import package, parse_params, pipeline_arguments
+
+        params = parse_params(param or [])
+        pipeline_arguments(package("daily_distillation"), params, _config_yaml(config))
+    result = drift_job(reference, requests, out, cfg, state)
+    if submit_host and result["decision"]["relabel"]:
+        from pipelines.submit import submit
+
+        result["submitted"] = submit(
+            submit_host, "daily_distillation", params, _config_yaml(config), namespace=namespace
+        )
+    _print(result)
 
 
 PipelineName = Annotated[

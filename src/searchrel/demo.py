@@ -179,22 +179,29 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"on {drift.get('current_rows')} served rows "
         f"(report: {drift.get('report_html')})"
     )
+    daily, gate = summary["daily"], summary["daily"]["gate"]
+    console.print(
+        f"daily run: gate {'passed' if gate['passed'] else 'held'} ({gate['reason']}); "
+        + (f"deployed as commit {daily['commit']}" if daily["deployed"] else "nothing deployed")
+        + f"; the dev overlay serves {daily['served_uri']}"
+    )
     console.print(f"summary JSON: {summary['summary_path']}")
 
 
 def run_demo(out: Path, config: Path) -> dict[str, Any]:
     from pipelines.run_local import run_local  # the pipeline lives beside the package
+    from searchrel.demo_daily import run_daily
 
     started = time.perf_counter()
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(config)
-    console.rule("1/4 the pipeline (kfp.local SubprocessRunner)")
+    console.rule("1/5 the pipeline (kfp.local SubprocessRunner)")
     run = run_local(source="sample", config_path=config, pipeline_root=out / "pipeline")
     student_dir = Path(run["outputs"]["student"])
     features_dir = Path(run["outputs"]["features"])
 
-    console.rule("2/4 the student on KServe (127.0.0.1)")
+    console.rule("2/5 the student on KServe (127.0.0.1)")
     sample_dir = out / "sample"
     build_sample(sample_dir)
     request_log = out / "request_log"
@@ -216,10 +223,13 @@ def run_demo(out: Path, config: Path) -> dict[str, Any]:
     finally:
         serving_exit = stop_server(server)
 
-    console.rule("3/4 drift: served requests vs training data (Evidently)")
+    console.rule("3/5 drift: served requests vs training data (Evidently)")
     drift = drift_job(features_dir / "student_features.parquet", request_log, out / "drift", cfg)
 
-    console.rule("4/4 summary")
+    console.rule("4/5 a daily run: distil the last day, gate it against the served student, deploy")
+    daily = run_daily(out, config, sample_dir, Path(run["outputs"]["teacher"]), student_dir)
+
+    console.rule("5/5 summary")
     teacher_metrics = json.loads(
         (Path(run["outputs"]["teacher_metrics"]) / "metrics.json").read_text()
     )
@@ -236,6 +246,7 @@ def run_demo(out: Path, config: Path) -> dict[str, Any]:
         ),
         "serving": serving | {"server_exit_code": serving_exit},
         "drift": drift,
+        "daily": daily,
         "pipeline": run,
         "seconds": round(time.perf_counter() - started, 1),
         "summary_path": str(out / SUMMARY_FILE),

@@ -8,9 +8,12 @@ keeps what it was sent: the compiled pipeline, the parameters, the service accou
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +21,7 @@ import yaml
 
 from pipelines.catalog import COMPILED_DIR
 from pipelines.submit import SERVICE_ACCOUNT, schedule, submit
+from tests.conftest import TINY_CONFIG
 
 REPLIES = {
     "/apis/v2beta1/experiments": {"experiment_id": "exp-1"},
@@ -86,3 +90,47 @@ def test_schedule_creates_a_six_field_cron_run_that_never_overlaps_or_catches_up
     assert job["trigger"] == {"cron_schedule": {"cron": "0 0 */6 * * *"}}
     assert job["max_concurrency"] == 1 and job["no_catchup"] is True and job["mode"] == "ENABLE"
     assert job["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "searchrel-drift-watch"
+
+
+@pytest.mark.slow
+def test_a_drifted_window_starts_the_daily_pipeline_on_the_cluster_and_a_calm_one_does_not(
+    kfp_api: dict, local_run: dict, tmp_path: Path
+) -> None:
+    from tests.pipelines.test_drift_watch_local import write_window
+
+    features = Path(local_run["outputs"]["features"])
+    params = ["--param", "source=s3://lake/window", "--param", "teacher_uri=s3://m/teacher"]
+
+    def drift(window: Path, name: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "searchrel", "drift", "--reference",
+             str(features / "student_features.parquet"), "--requests", str(window),
+             "--out", str(tmp_path / name), "--config", str(TINY_CONFIG),
+             "--submit-host", kfp_api["host"], *params],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout)
+
+    calm = drift(write_window(features, tmp_path / "calm_log", 0.0), "calm")
+    assert calm["decision"]["relabel"] is False and "submitted" not in calm
+    assert "/apis/v2beta1/runs" not in kfp_api["posts"]
+    drifted = drift(write_window(features, tmp_path / "drift_log", 2.0), "drifted")
+    assert drifted["decision"]["relabel"] is True
+    assert drifted["submitted"]["run_id"] == "run-1"
+    run = kfp_api["posts"]["/apis/v2beta1/runs"]
+    assert run["runtime_config"]["parameters"]["source"] == "s3://lake/window"
+    assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == (
+        "searchrel-daily-distillation"
+    )
+
+
+def test_a_bad_parameter_fails_before_the_drift_job_runs(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchrel", "drift", "--reference", str(tmp_path / "none"),
+         "--requests", str(tmp_path), "--out", str(tmp_path / "o"),
+         "--submit-host", "http://127.0.0.1:9", "--param", "sorce=s3://x"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "no parameter sorce" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()

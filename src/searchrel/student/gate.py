@@ -128,8 +128,8 @@ def gate(
     delta = float(new[name]) - float(old[name])
     passed = delta >= -cfg.gate.max_regression
     decision |= {"delta": round(delta, 6), "passed": passed,
-                 "reason": f"{name} {new[name]:.4f} vs serving {old[name]:.4f} "
-                 f"({delta:+.4f}; allowed regression {cfg.gate.max_regression})"}  # fmt: skip
+                 "reason": f"{name} {new[name]:.5f} vs serving {old[name]:.5f} "
+                 f"({delta:+.5f}; allowed regression {cfg.gate.max_regression})"}  # fmt: skip
     return _write(decision, out_dir)
 
 
