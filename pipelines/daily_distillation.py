@@ -15,8 +15,8 @@ from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Metrics, Model
 
 from components import build_components
-from pipelines.captioning import caption
 from pipelines.relabel import relabel_and_distil
+from pipelines.shared_steps import ingest_and_caption
 from searchrel.config import DeployConfig, LabelConfig
 from searchrel.images import Images
 
@@ -44,9 +44,7 @@ def build_daily_distillation(
         gitops_repo: str = "",
         config_yaml: str = "",
     ) -> DailyOutputs:
-        data = ops.ingest(source=source, config_yaml=config_yaml).set_display_name("ingest")
-        data.set_caching_options(False)  # the day's tables may be rewritten under one path
-        items = caption(ops, data.outputs["items"], config_yaml).outputs["captioned_items"]
+        data, items = ingest_and_caption(ops, source, config_yaml)
         teacher = dsl.importer(artifact_uri=teacher_uri, artifact_class=Model, reimport=False)
         done = relabel_and_distil(
             ops,

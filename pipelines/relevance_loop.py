@@ -15,9 +15,8 @@ from kfp import compiler, dsl
 from kfp.dsl import Dataset, Metrics, Model
 
 from components import build_components
-from pipelines.captioning import caption
-from pipelines.gpu import on_gpu
 from pipelines.relabel import relabel_and_distil
+from pipelines.shared_steps import ingest_and_caption, train_teacher
 from searchrel.config import LabelConfig
 from searchrel.images import Images
 
@@ -40,22 +39,9 @@ def build_pipeline(
 
     @dsl.pipeline(name=PIPELINE_NAME, description=__doc__)
     def relevance_loop(source: str = "sample", config_yaml: str = "") -> LoopOutputs:
-        data = ops.ingest(source=source, config_yaml=config_yaml).set_display_name("ingest")
-        data.set_caching_options(False)  # a source path may hold new tables under the same name
-        items = caption(ops, data.outputs["items"], config_yaml).outputs["captioned_items"]
-        teacher = ops.teacher_train(
-            items=items,
-            judgments=data.outputs["judgments"],
-            config_yaml=config_yaml,
-        ).set_display_name("teacher: fine-tune")
-        on_gpu(teacher).set_caching_options(True)
-        teacher_eval = ops.teacher_evaluate(
-            teacher=teacher.outputs["teacher"],
-            items=items,
-            judgments=data.outputs["judgments"],
-            config_yaml=config_yaml,
-        ).set_display_name("teacher: evaluate")
-        teacher_eval.set_caching_options(True)
+        data, items = ingest_and_caption(ops, source, config_yaml)
+        trained = train_teacher(ops, items, data.outputs["judgments"], config_yaml)
+        teacher, teacher_eval = trained.teacher, trained.evaluation
         done = relabel_and_distil(
             ops,
             teacher.outputs["teacher"],

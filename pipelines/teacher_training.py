@@ -12,8 +12,7 @@ from kfp import dsl
 from kfp.dsl import Metrics, Model
 
 from components import build_components
-from pipelines.captioning import caption
-from pipelines.gpu import on_gpu
+from pipelines.shared_steps import ingest_and_caption, train_teacher
 from searchrel.images import Images
 
 PIPELINE_NAME = "searchrel-teacher-training"
@@ -29,24 +28,11 @@ def build_teacher_training(images: Images | None = None) -> Any:
 
     @dsl.pipeline(name=PIPELINE_NAME, description=__doc__)
     def teacher_training(source: str, config_yaml: str = "") -> TeacherOutputs:
-        data = ops.ingest(source=source, config_yaml=config_yaml).set_display_name("ingest")
-        data.set_caching_options(False)  # a source path may hold new tables under the same name
-        items = caption(ops, data.outputs["items"], config_yaml).outputs["captioned_items"]
-        teacher = ops.teacher_train(
-            items=items,
-            judgments=data.outputs["judgments"],
-            config_yaml=config_yaml,
-        ).set_display_name("teacher: fine-tune")
-        on_gpu(teacher).set_caching_options(True)  # same tables and config: same teacher
-        evaluation = ops.teacher_evaluate(
-            teacher=teacher.outputs["teacher"],
-            items=items,
-            judgments=data.outputs["judgments"],
-            config_yaml=config_yaml,
-        ).set_display_name("teacher: evaluate")
-        evaluation.set_caching_options(True)
+        data, items = ingest_and_caption(ops, source, config_yaml)
+        trained = train_teacher(ops, items, data.outputs["judgments"], config_yaml)
         return TeacherOutputs(
-            teacher=teacher.outputs["teacher"], teacher_metrics=evaluation.outputs["metrics"]
+            teacher=trained.teacher.outputs["teacher"],
+            teacher_metrics=trained.evaluation.outputs["metrics"],
         )
 
     return teacher_training

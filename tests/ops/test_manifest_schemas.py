@@ -6,7 +6,6 @@ PrometheusRule is the rules file Prometheus' tests ran on."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ import yaml
 from searchrel.prometheus_rule import MANIFEST, RULES, render
 
 from .crds import crd_errors, is_custom
-from .tools import REPO, require_tool, run
+from .tools import MANIFESTS, REPO, kustomize
 
-MANIFESTS = REPO / "manifests"
 KUSTOMIZATIONS = sorted(
     str(p.parent.relative_to(MANIFESTS)) for p in MANIFESTS.rglob("kustomization.yaml")
 )
@@ -28,12 +26,7 @@ CUSTOM_KINDS = {"InferenceService", "ServingRuntime", "Application", "AppProject
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@functools.cache
-def build(kustomization: str) -> list[dict[str, Any]]:
-    kubectl = require_tool("kubectl")
-    result = run([kubectl, "kustomize", str(MANIFESTS / kustomization)])
-    assert result.returncode == 0, f"kubectl kustomize {kustomization} failed:\n{result.stderr}"
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
+build = kustomize
 
 
 def core_errors(doc: dict[str, Any]) -> list[str]:

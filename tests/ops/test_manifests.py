@@ -8,7 +8,6 @@ fixture proves that the check rejects what the API server would.
 
 from __future__ import annotations
 
-import functools
 import re
 import tomllib
 from pathlib import Path
@@ -21,9 +20,8 @@ from searchrel.config import ServeConfig
 from searchrel.images import DEFAULT_REGISTRY, resolve_images
 
 from .crds import crd_errors
-from .tools import REPO, require_tool, run
+from .tools import MANIFESTS, REPO, kustomize
 
-MANIFESTS = REPO / "manifests"
 OVERLAYS = sorted(p.parent.name for p in (MANIFESTS / "overlays").glob("*/kustomization.yaml"))
 # The kustomizations that hold the student's InferenceService (argocd/ and pipelines/ do not).
 KUSTOMIZATIONS = ["base", *(f"overlays/{name}" for name in OVERLAYS)]
@@ -35,12 +33,7 @@ STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "hf://", "oci://", "https://", "h
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 
 
-@functools.cache
-def build(kustomization: str) -> list[dict[str, Any]]:
-    kubectl = require_tool("kubectl")
-    result = run([kubectl, "kustomize", str(MANIFESTS / kustomization)])
-    assert result.returncode == 0, f"kubectl kustomize {kustomization} failed:\n{result.stderr}"
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
+build = kustomize
 
 
 def inference_services(kustomization: str) -> list[dict[str, Any]]:

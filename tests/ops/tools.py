@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,3 +43,15 @@ def run(cmd: list[str], cwd: Path = REPO, timeout: float = 60) -> subprocess.Com
     return subprocess.run(
         cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+MANIFESTS = REPO / "manifests"
+
+
+@functools.cache
+def kustomize(kustomization: str) -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize manifests/<kustomization>` renders (built once per run)."""
+    kubectl = require_tool("kubectl")
+    result = run([kubectl, "kustomize", str(MANIFESTS / kustomization)])
+    assert result.returncode == 0, f"kubectl kustomize {kustomization} failed:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
