@@ -41,6 +41,7 @@ def main() -> None:
             k: summary["drift"].get(k)
             for k in ("drift_detected", "drift_share", "current_rows", "reference_rows")
         },
+        "daily": {k: summary["daily"][k] for k in ("gate", "deployed", "commit", "seconds")},
     }
     path = ROOT / "bench" / "results" / "demo_loop.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

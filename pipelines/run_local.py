@@ -55,19 +55,7 @@ def run_drift_watch_local(
     inputs: dict[str, str], config_path: Path, pipeline_root: Path
 ) -> dict[str, Any]:
     """drift_watch under kfp.local: ``inputs`` are the pipeline's URI parameters (local paths)."""
-    from pipelines.drift_watch import build_drift_watch
-
-    # dsl.importer copies local paths into a workspace, which kfp.local removes when it ends.
-    _init_local(pipeline_root, pipeline_root.resolve().with_name(pipeline_root.name + ".workspace"))
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        shards = load_config(config_path).label.shards
-        build_drift_watch(label_shards=shards)(
-            **inputs, config_yaml=Path(config_path).read_text(encoding="utf-8")
-        )
-    return {"pipeline_root": str(pipeline_root.resolve()),
-            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    return run_pipeline_local("drift_watch", inputs, config_path, pipeline_root)
 
 
 def run_pipeline_local(
@@ -76,6 +64,7 @@ def run_pipeline_local(
     """Any pipeline of the catalog under kfp.local, with string parameters (URIs: local paths).
 
     Returns the local paths of its output artifacts (none for drift_watch)."""
+    # dsl.importer copies local paths into a workspace, which kfp.local removes when it ends.
     _init_local(pipeline_root, pipeline_root.resolve().with_name(pipeline_root.name + ".workspace"))
     started = time.perf_counter()
     with warnings.catch_warnings():

@@ -4,7 +4,6 @@ is gated against the one the overlay serves, and only a passed gate commits the 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,11 +11,11 @@ import pytest
 import yaml
 
 from pipelines.run_local import run_pipeline_local
-from searchrel.gitops import read_model_uri, write_model_uri
-from tests.conftest import REPO, TINY_CONFIG
+from searchrel.demo_daily import OVERLAY, seed_gitops_repo
+from searchrel.gitops import read_model_uri
+from tests.conftest import TINY_CONFIG
 
 pytestmark = pytest.mark.slow
-OVERLAY = "manifests/overlays/dev"
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -27,16 +26,7 @@ def git(cwd: Path, *args: str) -> str:
 @pytest.fixture
 def gitops_repo(local_run: dict, tmp_path: Path) -> Path:
     """The GitOps repository, its dev overlay serving the student of the relevance-loop run."""
-    bare = tmp_path / "gitops.git"
-    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-    seed = tmp_path / "seed"
-    git(tmp_path, "clone", "--quiet", str(bare), str(seed))
-    shutil.copytree(REPO / "manifests", seed / "manifests")
-    write_model_uri(seed / OVERLAY / "model.yaml", local_run["outputs"]["student"])
-    git(seed, "add", "manifests")
-    git(seed, "commit", "--quiet", "-m", "serve the first student")
-    git(seed, "push", "--quiet", "origin", "HEAD:main")
-    return bare
+    return seed_gitops_repo(tmp_path, Path(local_run["outputs"]["student"]))
 
 
 def daily(local_run: dict, source: Path, repo: Path, root: Path, gate: dict) -> dict:

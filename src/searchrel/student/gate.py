@@ -35,23 +35,20 @@ def held_out_judgments(judgments_path: Path, cfg: Config) -> pd.DataFrame:
     return test.reset_index(drop=True)
 
 
-def _serving_classes() -> tuple[Any, Any]:
-    """The server's scoring classes. kserve parses sys.argv when first imported (argparse with
-    prefix matching: our --config would read as its --configure_logging), so it is imported
-    with an empty command line."""
+def _serving_model() -> Any:
+    """``searchrel.serving.model``, imported with an empty command line: kserve parses
+    sys.argv when first imported (argparse with prefix matching: our --config would read as its
+    --configure_logging)."""
     argv, sys.argv = sys.argv, sys.argv[:1]
     try:
-        from searchrel.serving.model import ScoringRequest, StudentModel
+        import searchrel.serving.model as serving
     finally:
         sys.argv = argv
-    return ScoringRequest, StudentModel
+    return serving
 
 
 def _inline(items: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    _serving_classes()
-    from searchrel.serving.model import INLINE_FIELDS
-
-    fields = [f for f in INLINE_FIELDS if f in items.columns]
+    fields = [f for f in _serving_model().INLINE_FIELDS if f in items.columns]
     out: dict[str, dict[str, Any]] = {}
     for row in items[["item_id", *fields]].to_dict("records"):
         out[row.pop("item_id")] = {
@@ -66,15 +63,17 @@ def score_bundle(
     bundle: Path, held_out: pd.DataFrame, items: pd.DataFrame, cfg: Config
 ) -> dict[str, Any]:
     """Every held-out (query, item) through the bundle's own serving path; metrics of the lot."""
-    ScoringRequest, StudentModel = _serving_classes()
+    serving = _serving_model()
 
-    model = StudentModel(bundle, cfg.serve, cfg.features)
+    model = serving.StudentModel(bundle, cfg.serve, cfg.features)
     model.load()
     inline = _inline(items[items["item_id"].isin(held_out["item_id"])])
     probs = np.zeros((len(held_out), model.student.meta.levels), dtype=np.float32)
     for (query, locale), group in held_out.groupby(["query", "locale"], sort=False):
         ids = list(group["item_id"])
-        request = ScoringRequest(str(query), str(locale), ids, inline={i: inline[i] for i in ids})
+        request = serving.ScoringRequest(
+            str(query), str(locale), ids, inline={i: inline[i] for i in ids}
+        )
         probs[group.index.to_numpy()] = model.score(request)[0]
     result = metrics.evaluate(
         held_out["label"].to_numpy(),
