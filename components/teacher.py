@@ -54,10 +54,22 @@ def label_shard(
     shard: int,
     n_shards: int,
     shard_labels: Output[Dataset],
+    previous_labels: str = "",
+    date: str = "",
 ) -> None:
-    """Soft-label one shard of the distinct logged (query, item) pairs with the teacher."""
+    """Soft-label one shard of the distinct logged (query, item) pairs with the teacher.
+
+    ``previous_labels``: an earlier teacher_labels directory this task can read (e.g. the
+    previous day's label-collect output); pairs whose input text and teacher are unchanged
+    are copied from it, not relabeled ("": none). ``date``: label only this impressions
+    partition, YYYY-MM-DD ("": every date in the impressions)."""
     from searchrel.stage import config_file, run_stage
 
+    extra = []
+    if previous_labels:
+        extra += ["--previous", previous_labels]
+    if date:
+        extra += ["--date", date]
     run_stage(
         "searchrel.teacher.label",
         "--teacher", teacher.path,
@@ -66,6 +78,7 @@ def label_shard(
         "--out", shard_labels.path,
         "--shards", str(n_shards),
         "--shard", str(shard),
+        *extra,
         "--config", config_file(config_yaml),
     )  # fmt: skip
 

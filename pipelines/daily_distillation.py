@@ -7,6 +7,9 @@ held-out human labels) -> dsl.If(deploy) -> commit the new model URI to the GitO
 (Argo CD syncs it).
 The teacher comes from teacher_training by URI. The serving student is what the GitOps overlay
 serves now (``serving_model_uri`` "" reads it from ``gitops_repo``; "none": a first deploy).
+``previous_labels``: the previous day's teacher_labels (a path the label tasks can read, such
+as a mounted bucket); pairs unchanged since are copied, not relabeled ("": label all).
+``label_date``: the impressions partition to label, YYYY-MM-DD ("": every date in them).
 """
 
 from typing import Any, NamedTuple
@@ -43,6 +46,8 @@ def build_daily_distillation(
         serving_model_uri: str = "",
         gitops_repo: str = "",
         config_yaml: str = "",
+        previous_labels: str = "",
+        label_date: str = "",
     ) -> DailyOutputs:
         data, items = ingest_and_caption(ops, source, config_yaml)
         teacher = dsl.importer(artifact_uri=teacher_uri, artifact_class=Model, reimport=False)
@@ -54,6 +59,8 @@ def build_daily_distillation(
             data.outputs["impressions"],
             config_yaml,
             label_shards,
+            previous_labels,
+            label_date,
         )
         check = ops.gate_student(
             candidate=done.student.outputs["student"],

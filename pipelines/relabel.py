@@ -29,7 +29,14 @@ def relabel_and_distil(
     impressions: Any,
     config_yaml: Any,
     label_shards: int,
+    previous_labels: Any = None,
+    label_date: Any = None,
 ) -> Distilled:
+    """``previous_labels``: an earlier teacher_labels location (a pipeline parameter) that
+    every shard task copies unchanged pairs from ("" at run time: none); ``label_date``: the
+    impressions partition to label ("": every date). None: the pipeline has no such parameter
+    and the component's default ("") applies."""
+    optional = {"previous_labels": previous_labels, "date": label_date}
     with dsl.ParallelFor(items=list(range(label_shards)), name="label-shards") as shard:
         shard_task = ops.label_shard(
             teacher=teacher,
@@ -38,6 +45,7 @@ def relabel_and_distil(
             config_yaml=config_yaml,
             shard=shard,
             n_shards=label_shards,
+            **{name: value for name, value in optional.items() if value is not None},
         ).set_display_name("teacher: label a shard")
         on_gpu(shard_task).set_retry(num_retries=2, backoff_duration="60s")
         # Cached: the same teacher on the same impressions gives the same labels, so a rerun

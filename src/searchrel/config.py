@@ -53,6 +53,8 @@ class TeacherConfig(Strict):
     quantize: Literal["none", "4bit"] = "none"  # 4bit: NF4 base weights via bitsandbytes (qLoRA)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: GPU bf16/fp16, CPU fp32
     gradient_checkpointing: bool = False  # recompute activations: less memory, slower (cluster: on)
+    # auto: flash_attention_2 on CUDA in fp16/bf16 when flash_attn imports, otherwise sdpa
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
     epochs: int = 4  # passes over the human labels
     batch_size: int = 16  # pairs per optimizer step
     learning_rate: float = 1e-3  # AdamW learning rate for adapters and head
@@ -67,7 +69,7 @@ class TeacherConfig(Strict):
 
 class LabelConfig(Strict):
     shards: int = Field(8, ge=1)  # shards per date partition (hash of query, locale, item)
-    threads: int = Field(0, ge=0)  # CPU threads for the local teacher; 0: torch's default
+    threads: int = Field(0, ge=0)  # CPU threads for the local teacher; 0: the CPUs it may use
     backend: Literal["teacher", "judge"] = "teacher"  # local fine-tuned teacher or remote LLM
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: as the teacher trained
     pushgateway: str = ""  # Pushgateway URL for label freshness metrics ("": labels.prom only)
@@ -136,12 +138,15 @@ class ServeConfig(Strict):
     model_name: str = "searchrel-student"  # the name in /v1/models/<name> and /v2/models/<name>
     host: str = "127.0.0.1"  # bind address; 0.0.0.0 only inside a container
     http_port: int = 8080  # REST port (V1 and V2)
-    max_candidates: int = 1000  # most item ids one request may carry
+    max_candidates: int = 1000  # most item ids one query (instance) may carry
+    max_instances: int = Field(32, ge=1)  # most queries (V1 instances) in one request
+    max_pairs: int = Field(4000, ge=1)  # most (query, item) pairs one request may ask to score
+    max_body_bytes: int = Field(8 * 2**20, ge=1)  # larger request bodies get a 413, unread
     max_query_chars: int = 512  # longer queries are rejected with a 400
     inline_items: bool = False  # score ids missing from the store from item text in the request
     max_item_text_chars: int = 4000  # longest inline item field accepted
     log_sample_rate: float = Field(1.0, ge=0, le=1)  # share of requests written to the request log
-    request_log: str = "request_log"  # directory of the sampled request log (JSONL files)
+    request_log: str = ""  # directory of the sampled request log (JSONL); "": none (--request-log)
     request_log_url: str = ""  # CloudEvents sink for the request log (cluster); "": the directory
 
 

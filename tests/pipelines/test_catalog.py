@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -97,6 +98,57 @@ def test_the_deploy_runs_only_inside_the_gate() -> None:
 def test_the_labeling_shards_retry(tmp_path: Path) -> None:
     spec, _ = load("daily_distillation")
     assert all_tasks(spec)["label-shard"]["retryPolicy"]["maxRetryCount"] == 2
+
+
+def test_every_daily_label_shard_gets_the_previous_labels_and_the_date_parameters() -> None:
+    spec, _ = load("daily_distillation")
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    for name in ("previous_labels", "label_date"):  # optional: "" labels every pair, every date
+        assert params[name] == {"defaultValue": "", "isOptional": True, "parameterType": "STRING"}
+    (loop,) = [t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t]
+    into_loop = loop["inputs"]["parameters"]
+    assert into_loop["pipelinechannel--previous_labels"] == {
+        "componentInputParameter": "previous_labels"
+    }
+    assert into_loop["pipelinechannel--label_date"] == {"componentInputParameter": "label_date"}
+    shard = all_tasks(spec)["label-shard"]["inputs"]["parameters"]
+    assert shard["previous_labels"] == {
+        "componentInputParameter": "pipelinechannel--previous_labels"
+    }
+    assert shard["date"] == {"componentInputParameter": "pipelinechannel--label_date"}
+
+
+def compiled_label_shard(name: str) -> Any:
+    """The label_shard function exactly as the compiled YAML ships it to the GPU node."""
+    spec, _ = load(name)
+    source = spec["deploymentSpec"]["executors"]["exec-label-shard"]["container"]["command"][-1]
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"{name}.yaml:exec-label-shard", "exec"), namespace)
+    return namespace["label_shard"]
+
+
+@pytest.mark.parametrize("name", ["daily_distillation", "drift_watch", "relevance_loop"])
+def test_the_compiled_label_shard_passes_previous_labels_and_date_to_the_labeler(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import searchrel.stage
+
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(searchrel.stage, "run_stage", lambda *args: calls.append(args))
+    monkeypatch.setattr(searchrel.stage, "config_file", lambda text: "/tmp/config.yaml")
+    label_shard = compiled_label_shard(name)
+    artifact = SimpleNamespace(path="/artifact")
+    args = {"teacher": artifact, "items": artifact, "impressions": artifact, "config_yaml": "",
+            "shard": 1, "n_shards": 2, "shard_labels": artifact}  # fmt: skip
+    label_shard(**args, previous_labels="/gcs/b/run-1/teacher_labels", date="2026-11-02")
+    label_shard(**args)  # the defaults: no earlier labels, every date
+    reused, fresh = calls
+    assert reused[0] == fresh[0] == "searchrel.teacher.label"
+    flags = dict(zip(reused[1::2], reused[2::2], strict=True))
+    assert flags["--previous"] == "/gcs/b/run-1/teacher_labels"
+    assert flags["--date"] == "2026-11-02"
+    assert flags["--shard"] == "1" and flags["--shards"] == "2"
+    assert "--previous" not in fresh and "--date" not in fresh
 
 
 # --- submissions -------------------------------------------------------------------------------

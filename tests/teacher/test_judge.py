@@ -1,10 +1,14 @@
 """The remote LLM judge against real servers on 127.0.0.1: llama.cpp's OpenAI-compatible
 server with SmolLM2-135M, and small HTTP servers that fail the ways real ones do (503s,
-timeouts, answers without a level), replaying a response recorded from llama.cpp."""
+Retry-After, timeouts, answers without a level), replaying a response recorded from llama.cpp
+on the OpenAI chat-completions route."""
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import json
+import random
 import socket
 import subprocess
 import sys
@@ -13,6 +17,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -24,7 +29,7 @@ from searchrel.config import JudgeConfig, load_config
 from searchrel.model_source import package_gguf
 from searchrel.tables import read_table
 from searchrel.teacher import shards as sh
-from searchrel.teacher.judge import RemoteJudge
+from searchrel.teacher.judge import MAX_RETRY_AFTER_S, RemoteJudge, backoff_delay, retry_after_s
 from searchrel.teacher.label import label_impressions
 
 RECORDED = json.loads(
@@ -65,20 +70,46 @@ def llama_server() -> Iterator[str]:
     proc.wait(timeout=30)
 
 
+CHAT_ROUTE = "/v1/chat/completions"  # OpenAI's, which llama.cpp, vLLM and TGI serve
+
+
 class _Stub(BaseHTTPRequestHandler):
-    """Replies as the server's `mode` says; counts requests."""
+    """Replies as the server's `mode` says; counts requests, the most in flight at once, and
+    when each arrived. Only OpenAI chat-completions requests get an answer."""
 
     mode = "ok"
     calls = 0
+    in_flight = 0
+    max_in_flight = 0
+    arrivals: list[float]
     lock = threading.Lock()
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        cls = type(self)
         with self.lock:
-            type(self).calls += 1
-            n = type(self).calls
+            cls.calls += 1
+            n = cls.calls
+            cls.arrivals.append(time.monotonic())
+            cls.in_flight += 1
+            cls.max_in_flight = max(cls.max_in_flight, cls.in_flight)
+        try:
+            self._reply(n, body)
+        finally:
+            with self.lock:
+                cls.in_flight -= 1
+
+    def _reply(self, n: int, body: dict[str, Any]) -> None:
+        wire = (self.path == CHAT_ROUTE and body["messages"][0]["role"] == "system"
+                and body["logprobs"] is True and body["max_tokens"] == 1)  # fmt: skip
+        if not wire:
+            return self._send(404, {"error": f"not an OpenAI chat completion: {self.path}"})
         if self.mode == "flaky" and n <= 2:
             return self._send(503, {"error": "overloaded"})
+        if self.mode == "retry_after" and n == 1:
+            return self._send(503, {"error": "overloaded"}, {"Retry-After": "1"})
+        if self.mode == "busy":
+            time.sleep(0.2)  # long enough for every worker's request to overlap
         if self.mode == "slow":
             time.sleep(1.5)
         if self.mode == "no_level":
@@ -88,10 +119,14 @@ class _Stub(BaseHTTPRequestHandler):
             return self._send(200, body)
         return self._send(200, RECORDED)
 
-    def _send(self, status: int, body: dict[str, Any]) -> None:
+    def _send(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         try:
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -106,10 +141,11 @@ class _Stub(BaseHTTPRequestHandler):
 @pytest.fixture
 def stub() -> Iterator[Any]:
     def start(mode: str) -> str:
-        handler = type("Handler", (_Stub,), {"mode": mode, "calls": 0})
+        handler = type("Handler", (_Stub,), {"mode": mode, "calls": 0, "arrivals": []})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append((server, handler))
+        start.handler = handler  # type: ignore[attr-defined]  # the latest server's counters
         return f"http://127.0.0.1:{server.server_address[1]}"
 
     servers: list[Any] = []
@@ -135,7 +171,9 @@ def test_a_real_llama_cpp_server_gives_soft_labels_over_the_levels(llama_server:
     assert out.failures == [None, None, None]
     assert out.probs.shape == (3, 4)
     np.testing.assert_allclose(out.probs.sum(axis=1), 1.0)
-    assert (out.probs > 0).sum() >= 3  # soft: mass on several levels, not a one-hot
+    # Soft: SmolLM2 spreads each answer over the levels (e.g. [0.63 0.09 0.16 0.12] for the
+    # first pair), so every row has mass on two or more levels; one-hot rows would fail.
+    assert ((out.probs > 0.01).sum(axis=1) >= 2).all(), out.probs
     assert judge.version.startswith("judge:smollm2#")
 
 
@@ -144,6 +182,49 @@ def test_503s_are_retried_with_backoff_until_the_answer_comes(stub: Any) -> None
     probs, reason, attempts = judge.judge_one("red vase", judge.item_texts(ITEMS)[0])
     assert reason is None and attempts == 3
     assert probs is not None and probs.argmax() == 0  # the recording's top token is "1"
+
+
+def test_requests_in_flight_never_exceed_the_configured_concurrency(stub: Any) -> None:
+    url = stub("busy")
+    judge = _judge(url, concurrency=3)
+    texts = judge.item_texts(ITEMS) * 6
+    out = judge.label(["red vase"] * len(texts), texts, lambda n: 0)
+    assert out.failures == [None] * len(texts)  # every request was a well-formed chat completion
+    assert stub.handler.calls == len(texts)
+    assert stub.handler.max_in_flight == 3  # the limit is used, and never exceeded
+
+
+def test_a_503_with_retry_after_is_retried_after_it_and_the_pair_is_labeled(stub: Any) -> None:
+    url = stub("retry_after")
+    judge = _judge(url, retries=2, backoff_s=0.01)  # backoff alone would retry in ~10 ms
+    out = judge.label(["red vase"], judge.item_texts(ITEMS)[:1], lambda n: 0)
+    assert out.failures == [None] and out.attempts == [2]
+    assert out.probs[0].argmax() == 0
+    first, second = stub.handler.arrivals
+    assert second - first >= 0.95  # the server said: come back in 1 s
+
+
+def test_retry_delays_are_jittered_exponential_and_at_least_retry_after() -> None:
+    rng = random.Random(0)
+    third = [backoff_delay(0.5, 3, rng=rng) for _ in range(50)]  # base 0.5 * 2**2 = 2 s
+    assert all(1.0 <= d < 3.0 for d in third)
+    assert len(set(third)) == 50  # workers that failed together spread out
+    assert all(backoff_delay(0.5, 1, 7.0, rng) >= 7.0 for _ in range(20))
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("2", 2.0), ("86400", MAX_RETRY_AFTER_S), ("soon", None), (None, None)],
+)
+def test_retry_after_is_read_in_seconds_and_capped(header: str | None, seconds: float) -> None:
+    response = SimpleNamespace(headers={"Retry-After": header} if header else {})
+    assert retry_after_s(response) == seconds
+
+
+def test_retry_after_as_an_http_date_is_the_time_until_then() -> None:
+    when = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30))
+    wait = retry_after_s(SimpleNamespace(headers={"Retry-After": when}))
+    assert wait is not None and 27 <= wait <= 30
 
 
 def test_a_request_that_times_out_is_recorded_as_a_timeout(stub: Any) -> None:

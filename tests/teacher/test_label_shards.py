@@ -1,14 +1,18 @@
-"""Batch labeling: deterministic shards, atomic files, resumption after kill -9, reuse of
-unchanged pairs, and a clear error for a run that cannot be resumed."""
+"""Batch labeling: deterministic shards, atomic files, resumption after kill -9 to exactly
+the uninterrupted run's table, reuse of unchanged pairs (through the KFP component too), the
+CPU quota as the thread count, and a clear error for a run that cannot be resumed."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -88,8 +92,6 @@ def test_a_run_killed_mid_way_resumes_to_exactly_the_rows_of_an_uninterrupted_ru
 
     resumed = subprocess.run(_cli(minilm_teacher, tiny_source, killed), check=True, env=env,
                              capture_output=True, text=True)  # fmt: skip
-    import json
-
     summary = json.loads(resumed.stdout)
     assert summary["shards_done_earlier"] == done_before
     assert summary["shards_labeled"] == 8 - done_before
@@ -101,12 +103,14 @@ def test_a_run_killed_mid_way_resumes_to_exactly_the_rows_of_an_uninterrupted_ru
         zip(*(b.column(c).to_pylist() for c in ("query", "locale", "item_id")), strict=True)
     )
     assert len(set(keys)) == len(keys)  # none twice
-    for name in ("query", "locale", "item_id", "label", "input_hash", "teacher_version"):
+    # Exactly the uninterrupted run's table, every column (date, expected_score ...), and the
+    # probabilities bit for bit: a shard is always labeled whole, in the same length-sorted
+    # batches, so a resumed shard's forward passes are the very ones the whole run made.
+    assert a.schema == b.schema
+    for name in a.column_names:
         assert a.column(name).equals(b.column(name)), name
-    np.testing.assert_allclose(
-        np.array(a.column("probs").to_pylist()), np.array(b.column("probs").to_pylist()),
-        rtol=0, atol=1e-6,
-    )  # fmt: skip
+    bits = [np.array(t.column("probs").to_pylist(), np.float32).view(np.uint32) for t in (a, b)]
+    np.testing.assert_array_equal(*bits)
 
 
 def test_every_distinct_pair_of_the_day_is_labeled_once(
@@ -155,6 +159,69 @@ def test_a_changed_item_is_relabeled_and_unchanged_pairs_are_copied(
     assert summary["reused"] == new.num_rows - n_changed
     moved = pc.not_equal(old.column("input_hash"), new.column("input_hash"))
     assert set(new.filter(moved).column("item_id").to_pylist()) == {changed_id}
+
+
+def test_the_label_shard_component_copies_unchanged_pairs_from_the_previous_days_labels(
+    minilm_teacher: Path, tiny_source: Path, tmp_path: Path
+) -> None:
+    """As the daily pipeline runs it: day 1's shard tasks and collect, then day 2's shard tasks
+    given day 1's teacher_labels (previous_labels) and the day to label (date)."""
+    from components.teacher import label_collect, label_shard
+
+    config_yaml = "data: {levels: 5}\nlabel: {shards: 2}\n"
+    day1 = pq.read_table(tiny_source / "impressions.parquet")
+    next_day = dt.date.fromisoformat(DAY) + dt.timedelta(days=1)
+    date_field = day1.schema.field("date")
+    day2 = day1.set_column(day1.schema.get_field_index("date"), date_field,
+                           pa.array([next_day] * day1.num_rows, pa.date32()))  # fmt: skip
+    pq.write_table(pa.concat_tables([day1, day2]), tmp_path / "two_days.parquet")
+
+    def shards(impressions: Path, name: str, **optional: str) -> list[SimpleNamespace]:
+        outs = [SimpleNamespace(path=str(tmp_path / name / f"shard-{k}")) for k in range(2)]
+        for k, out in enumerate(outs):
+            label_shard(teacher=SimpleNamespace(path=str(minilm_teacher)),
+                        items=SimpleNamespace(path=str(tiny_source / "items.parquet")),
+                        impressions=SimpleNamespace(path=str(impressions)),
+                        config_yaml=config_yaml, shard=k, n_shards=2, shard_labels=out,
+                        **optional)  # fmt: skip
+        return outs
+
+    first = SimpleNamespace(path=str(tmp_path / "day1-labels"))
+    label_collect(shards(tiny_source / "impressions.parquet", "day1"), config_yaml, first)
+    second = shards(tmp_path / "two_days.parquet", "day2", previous_labels=first.path,
+                    date=next_day.isoformat())  # fmt: skip
+
+    records = [json.loads(f.read_text()) for out in second
+               for f in Path(out.path).glob("date=*/shard-*.json")]  # fmt: skip
+    assert {r["date"] for r in records} == {next_day.isoformat()}  # only the day it was given
+    assert sum(r["reused"] for r in records) == sum(r["rows"] for r in records) > 0
+    assert sum(r["labeled_now"] for r in records) == 0  # the teacher ran on no pair again
+    old = _rows(Path(first.path))
+    new = pa.concat_tables([read_table(out.path, "teacher_labels", 5).table for out in second])
+    new = new.sort_by([("query", "ascending"), ("locale", "ascending"), ("item_id", "ascending")])
+    assert set(new.column("date").to_pylist()) == {next_day}
+    for name in ("query", "locale", "item_id", "probs", "input_hash", "teacher_version"):
+        assert new.column(name).equals(old.column(name)), name
+
+
+def test_zero_threads_labels_with_as_many_threads_as_the_cpu_quota_allows(
+    minilm_teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from searchrel.teacher import threads
+    from searchrel.teacher.label import TeacherLabeler
+
+    quota = tmp_path / "cpu.max"
+    quota.write_text("100000 100000\n")  # a pod with limits.cpu: 1
+    monkeypatch.setattr(threads, "CGROUP_CPU_MAX", quota)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        labeler = TeacherLabeler(minilm_teacher, load_config(overrides={"label": {"threads": 0}}))
+        assert labeler.threads == torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_different_shard_count_in_the_same_directory_is_one_clear_error(

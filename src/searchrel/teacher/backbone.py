@@ -4,6 +4,8 @@ Encoders (BERT, MiniLM) pool [CLS]; decoders (Llama, Gemma, Qwen) pool the last 
 not padding: transformers takes the rightmost token whose id differs from ``pad_token_id``,
 which holds under left and right padding alike; we pad on the right so every real token keeps
 the position it has alone. Optionally the base is loaded in 4-bit NF4 (qLoRA, bitsandbytes).
+The attention kernel is chosen explicitly (``attention_implementation``), never left to
+transformers' default: sdpa, or FlashAttention-2 where it can run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from transformers import (
 
 Quantize = Literal["none", "4bit"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Attention = Literal["auto", "sdpa", "eager", "flash_attention_2"]
+HALF = (torch.float16, torch.bfloat16)  # the dtypes FlashAttention-2 runs in
 
 # Adapter targets when none are configured: the first set whose modules the backbone has.
 DEFAULT_TARGETS: tuple[tuple[str, ...], ...] = (
@@ -67,6 +71,25 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def flash_attn_available() -> bool:
+    """Whether the flash_attn package imports (installed, and built for this torch and CUDA)."""
+    try:
+        import flash_attn  # noqa: F401
+    except Exception:  # ImportError, or an undefined symbol from a wheel for another torch
+        return False
+    return True
+
+
+def attention_implementation(requested: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The attention kernel to load with: ``requested`` unless it is auto; auto is
+    flash_attention_2 on CUDA with fp16/bf16 weights when flash_attn imports, otherwise sdpa."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda" and dtype in HALF and flash_attn_available():
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def load_backbone(
     path: str,
     levels: int,
@@ -74,8 +97,11 @@ def load_backbone(
     quantize: str,
     device: torch.device,
     amp: torch.dtype | None,
+    attn_implementation: str = "auto",
 ) -> PreTrainedModel:
-    """The base model with a fresh K-class head; NF4 4-bit weights when ``quantize`` is 4bit."""
+    """The base model with a fresh K-class head; NF4 4-bit weights when ``quantize`` is 4bit.
+    ``attn_implementation``: auto, sdpa, eager or flash_attention_2 (see
+    ``attention_implementation``); ``model.config._attn_implementation`` reports the one used."""
     if quantize == "4bit":
         bnb = BitsAndBytesConfig(
             load_in_4bit=True,
@@ -93,13 +119,20 @@ def load_backbone(
             quantization_config=bnb,
             dtype=torch.float32,
             device_map={"": target},
+            # fp32 activations around the 4-bit weights: auto never picks FlashAttention here
+            attn_implementation=attention_implementation(
+                attn_implementation, device, torch.float32
+            ),
         )
         if device.type == "cpu":
             _keep_trainable_4bit_layout(model)
     elif quantize == "none":
         dtype = amp if device.type == "cuda" and amp is not None else torch.float32
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=levels, dtype=dtype
+            path,
+            num_labels=levels,
+            dtype=dtype,
+            attn_implementation=attention_implementation(attn_implementation, device, dtype),
         ).to(device)
     else:
         raise ValueError(f"unknown quantize {quantize!r}: none or 4bit")

@@ -2,14 +2,15 @@
 
 Each shard task writes its own directory; this copies every recorded shard into one
 ``date=/shard-`` tree, checks each file against its record's sha256, and writes each date's
-manifest. A missing or unrecorded shard is an error: a partial day never passes as whole.
+manifest. Every copy is atomic (a temporary in the target directory, fsync, rename), so a
+collect killed mid-way never leaves part of a file under a real name. A missing or
+unrecorded shard is an error: a partial day never passes as whole.
 Only a whole collection writes the freshness metrics (``labels.prom``, see
 ``searchrel.teacher.prometheus``), so the last success's timestamp is what the alert ages.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ def collect_shards(
 ) -> dict[str, Any]:
     by_date: dict[str, dict[int, sh.ShardRecord]] = {}
     n_by_date: dict[str, int] = {}
+    cleaned: set[Path] = set()
     for src in shard_dirs:
         for record_file in sorted(Path(src).glob("date=*/shard-*-of-*.json")):
             pdir = record_file.parent
@@ -34,10 +36,13 @@ def collect_shards(
             if n_by_date.setdefault(record.date, n) != n:
                 raise ContractError(f"{record.date}: shards of {n} and {n_by_date[record.date]}")
             target = out_dir / pdir.name
-            target.mkdir(parents=True, exist_ok=True)
+            if target not in cleaned:  # what a collect killed mid-copy left behind
+                sh.remove_temporaries(target)
+                cleaned.add(target)
+            # Atomic copies, the record last: a crash leaves no partial file under a real name.
             for path in (sh.data_path(pdir, k, n), sh.failures_path(pdir, k, n), record_file):
                 if path.exists():
-                    shutil.copy2(path, target / path.name)
+                    sh.copy_atomic(path, target / path.name)
             by_date.setdefault(record.date, {})[k] = record
     if not by_date:
         raise ContractError("no labeled shards in the given directories")

@@ -24,7 +24,7 @@ def evaluate_teacher(
     cfg: Config,
     split: str = "test",
 ) -> dict[str, Any]:
-    scorer = TeacherScorer(teacher_dir)
+    scorer = TeacherScorer(teacher_dir, attn_implementation=cfg.teacher.attn_implementation)
     levels = scorer.meta.levels
     items = read_table(items_path, "items")
     judgments = read_table(judgments_path, "judgments", levels)

@@ -4,17 +4,22 @@ The judge is asked, with the rating guidelines, for one digit 1..K. Its soft lab
 from the first token's top log-probabilities: the probability mass of the tokens "1".."K",
 renormalised over the levels. Requests go through ``huggingface_hub.InferenceClient`` (TGI's
 and OpenAI's chat-completions API), at most ``concurrency`` in flight, each with a timeout;
-timeouts, connection errors, 408, 429 and 5xx are retried with exponential backoff. A pair
+timeouts, connection errors, 408, 429 and 5xx are retried with exponential backoff, jittered
+so that the workers do not retry in lockstep, and never sooner than a 429's or 503's
+Retry-After header asks (capped at ``MAX_RETRY_AFTER_S``). A pair
 that still fails is reported as failed with its reason (the labeler records it and retries it
 on the next run); it is never given a made-up label.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import hashlib
 import logging
 import math
 import os
+import random
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +34,8 @@ from searchrel.text import FIELD_LABELS, clean_text, field_text
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+RETRY_AFTER_STATUS = {429, 503}  # where a server's Retry-After says when to come back
+MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is cut to this: a pair never stalls a worker long
 
 
 SCALES = {  # level descriptions, most relevant first (Pinterest rates on 5 levels)
@@ -59,10 +66,11 @@ def guidelines(levels: int) -> str:
 class JudgeError(Exception):
     """A request that failed; ``retryable`` says whether another attempt could succeed."""
 
-    def __init__(self, reason: str, retryable: bool):
+    def __init__(self, reason: str, retryable: bool, retry_after: float | None = None):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+        self.retry_after = retry_after  # seconds the server asked us to wait, if it did
 
 
 def classify(exc: Exception) -> JudgeError:
@@ -72,13 +80,48 @@ def classify(exc: Exception) -> JudgeError:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     if isinstance(status, int):
-        return JudgeError(f"http_{status}", status in RETRYABLE_STATUS)
+        wait = retry_after_s(response) if status in RETRY_AFTER_STATUS else None
+        return JudgeError(f"http_{status}", status in RETRYABLE_STATUS, wait)
     name = type(exc).__name__.lower()
     if "timeout" in name or isinstance(exc, TimeoutError):
         return JudgeError("timeout", True)
     if "connect" in name or isinstance(exc, ConnectionError | OSError):
         return JudgeError("connection_error", True)
     return JudgeError(f"error:{type(exc).__name__}", False)
+
+
+def retry_after_s(response: Any) -> float | None:
+    """A response's Retry-After (delay-seconds or an HTTP date) in seconds, at most
+    ``MAX_RETRY_AFTER_S``; None where it has none or one that cannot be read."""
+    headers = getattr(response, "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def backoff_delay(
+    base: float, attempt: int, retry_after: float | None = None, rng: Any = random
+) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): ``base * 2**(attempt - 1)`` times
+    a random factor in [0.5, 1.5), so workers that failed together do not retry together; where
+    the server sent Retry-After, that plus up to ``base`` of jitter, if it is longer."""
+    delay = base * 2 ** (attempt - 1) * (0.5 + rng.random())
+    if retry_after is not None:
+        delay = max(delay, retry_after + base * rng.random())
+    return delay
 
 
 def level_probs(output: Any, levels: int) -> np.ndarray:
@@ -140,6 +183,7 @@ class RemoteJudge:
         self.system = guidelines(levels)
         if client is None:
             let_endpoints_through_offline_mode()
+        self.rng = random.Random()  # backoff jitter
         self.client = client or InferenceClient(
             base_url=cfg.url, timeout=cfg.timeout_s, api_key=os.environ.get(cfg.api_key_env)
         )
@@ -173,7 +217,9 @@ class RemoteJudge:
         failure = JudgeError("not_attempted", False)
         for attempt in range(self.cfg.retries + 1):
             if attempt:
-                time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
+                time.sleep(
+                    backoff_delay(self.cfg.backoff_s, attempt, failure.retry_after, self.rng)
+                )
             try:
                 output = self.client.chat_completion(
                     messages,

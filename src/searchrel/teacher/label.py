@@ -71,13 +71,13 @@ class TeacherLabeler:
 
     def __init__(self, teacher_dir: Path, cfg: Config):
         from searchrel.teacher.model import TeacherScorer
+        from searchrel.teacher.threads import configure_torch_threads
 
-        if cfg.label.threads:
-            import torch
-
-            torch.set_num_threads(cfg.label.threads)
+        self.threads = configure_torch_threads(cfg.label.threads)  # 0: the CPUs it may use
         precision = None if cfg.label.precision == "auto" else cfg.label.precision
-        self.scorer = TeacherScorer(teacher_dir, precision=precision)
+        self.scorer = TeacherScorer(
+            teacher_dir, precision=precision, attn_implementation=cfg.teacher.attn_implementation
+        )
         self.version = self.scorer.version
         self.levels = self.scorer.meta.levels
         self.batch_size = cfg.teacher.label_batch_size

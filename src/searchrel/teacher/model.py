@@ -69,7 +69,9 @@ def build_teacher(
     path = resolve_model_source(cfg.base_model)
     tokenizer = load_tokenizer(path)
     amp = autocast_dtype(cfg.precision, device)
-    base = load_backbone(path, levels, tokenizer.pad_token_id, cfg.quantize, device, amp)
+    base = load_backbone(
+        path, levels, tokenizer.pad_token_id, cfg.quantize, device, amp, cfg.attn_implementation
+    )
     prepare_for_training(base, cfg.quantize == "4bit", cfg.gradient_checkpointing)
     lora = LoraConfig(
         task_type=TaskType.SEQ_CLS,
@@ -109,10 +111,15 @@ class TeacherScorer:
     """A saved teacher, ready to score pairs: adapters merged, inference mode, sorted batches."""
 
     def __init__(
-        self, directory: str | Path, device: str | None = None, precision: str | None = None
+        self,
+        directory: str | Path,
+        device: str | None = None,
+        precision: str | None = None,
+        attn_implementation: str = "auto",
     ):
         """``precision`` overrides the training precision for scoring (bf16 on a GPU, or on a
-        CPU with AVX512-BF16; "auto" is fp32 on CPU)."""
+        CPU with AVX512-BF16; "auto" is fp32 on CPU). ``attn_implementation``: auto, sdpa,
+        eager or flash_attention_2 (``teacher.attn_implementation``)."""
         self.directory = Path(directory)
         self.meta = TeacherMeta.load(self.directory)
         self.device = torch.device(device) if device else default_device()
@@ -125,6 +132,7 @@ class TeacherScorer:
             self.meta.quantize,
             self.device,
             self.amp,
+            attn_implementation,
         )
         peft_model = PeftModel.from_pretrained(base, str(self.directory / ADAPTER_DIR))
         # Adapters merge into full-precision weights; on a 4-bit base they stay beside it.

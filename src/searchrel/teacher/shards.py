@@ -14,6 +14,8 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,21 +71,48 @@ def _fsync_replace(tmp: Path, target: Path) -> None:
     os.replace(tmp, target)  # atomic on POSIX: readers see the old file or the new one
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> str:
-    """Write via a temporary file and a rename; returns the file's sha256."""
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """``write`` fills a temporary file beside ``path`` (same directory: same file system,
+    so the rename is atomic); it is fsynced and renamed into place. A failure on the way
+    removes the temporary and leaves ``path`` as it was; a kill leaves a temporary that
+    ``remove_temporaries`` deletes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-    pq.write_table(table, tmp)
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    _fsync_replace(tmp, path)
+    try:
+        write(tmp)
+        _fsync_replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> str:
+    """Write via a temporary file and a rename; returns the file's sha256."""
+    digest = ""
+
+    def write(tmp: Path) -> None:
+        nonlocal digest
+        pq.write_table(table, tmp)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+
+    _write_atomic(path, write)
     return digest
 
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    _fsync_replace(tmp, path)
+    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2), encoding="utf-8"))
+
+
+def copy_atomic(src: Path, path: Path) -> Path:
+    """Copy ``src`` to ``path`` (contents and times) as the writers above write: a reader, or
+    a run after a crash, sees the old file or the whole new one, never part of it."""
+
+    def write(tmp: Path) -> None:
+        shutil.copyfile(src, tmp)
+        shutil.copystat(src, tmp)
+
+    return _write_atomic(path, write)
 
 
 def record_path(pdir: Path, shard: int, n_shards: int) -> Path:
