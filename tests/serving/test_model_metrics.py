@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY
 
 from searchrel.serving import metrics
@@ -28,3 +30,34 @@ def test_a_reload_replaces_the_served_models_export_time() -> None:
 def test_a_bundle_without_an_export_time_publishes_no_age() -> None:
     metrics.record_model("searchrel-student", "student-cccccccccccc", None, 3)
     assert created_series() == {}
+
+
+def test_a_scoring_request_that_crashes_anywhere_is_counted_as_a_500() -> None:
+    """The HTTP middleware counts what the client got, even when no handler caught it."""
+    import asyncio
+
+    import httpx
+
+    from searchrel.serving.middleware import InferenceAccounting
+
+    async def crashing_app(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    def count(status: str) -> float:
+        labels = {"protocol": "v2", "status": status}
+        return REGISTRY.get_sample_value("searchrel_requests_total", labels) or 0.0
+
+    async def post(path: str) -> int:
+        transport = httpx.ASGITransport(
+            app=InferenceAccounting(crashing_app, max_body_bytes=100), raise_app_exceptions=False
+        )
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return (await client.post(path, content=b"{}")).status_code
+
+    before = count("500")
+    assert asyncio.run(post("/v2/models/m/infer")) == 500
+    assert asyncio.run(post("/v2/health/ready")) == 500  # not a scoring path: not counted
+    assert count("500") == before + 1
+    assert REGISTRY.get_sample_value(
+        "searchrel_request_latency_seconds_count", {"protocol": "v2", "status_class": "5xx"}
+    )

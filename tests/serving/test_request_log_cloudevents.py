@@ -1,41 +1,26 @@
 """The cluster request log: the server's CloudEvents reach a real receiver process on
-127.0.0.1, which writes exactly what the local logger writes; bad events get a 400."""
+127.0.0.1, which writes exactly what the local logger writes; bad events get a 400; a server
+started with a request-log URL sends every request's rows there, the queued ones at SIGTERM too."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import signal
+import threading
 import time
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
-from searchrel.demo import free_port
+from searchrel.demo import free_port, stop_server
 from searchrel.request_log import RequestLogger, read_request_log
-from searchrel.serving.cloudevents import EVENT_TYPE, CloudEventSink
+from searchrel.schema import REQUEST_LOG
+from searchrel.serving.cloudevents import EVENT_TYPE, CloudEventSink, receiver_handler
+from tests.serving.conftest import RunningServer, start_student_server
+from tests.serving.test_server_protocols import V1, V2, v2_body
 from tests.test_request_log import LEVELS, request_rows
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port, out = free_port(), tmp_path / "received"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "searchrel", "request-log-receiver", "--out", str(out),
-         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.post(url, content=b"", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    yield url, out
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def test_rows_sent_as_cloudevents_are_read_back_like_the_local_log(
@@ -79,3 +64,87 @@ def test_a_dead_sink_counts_failures_and_never_raises() -> None:
     assert sink.log(request_rows("r0"))
     sink.close()
     assert sink.events_failed == 1 and sink.events_sent == 0
+
+
+@pytest.mark.slow
+def test_a_server_with_a_request_log_url_sends_every_requests_rows_to_the_receiver(
+    local_run: dict, server: RunningServer, receiver: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, out = receiver
+    base, proc = start_student_server(
+        local_run["outputs"]["student"], "--request-log-url", url, log_file=tmp_path / "log"
+    )
+    ids = server.item_ids[:4]
+    try:
+        v1 = httpx.post(base + V1, json={"instances": [
+            {"query": "sent as events", "locale": "de-DE", "item_ids": ids},
+            {"query": "and another", "item_ids": ids[:2]},
+        ]})  # fmt: skip
+        v2 = httpx.post(base + V2, json=v2_body("over v2", ids[1:]))
+        assert v1.status_code == v2.status_code == 200
+    finally:
+        assert stop_server(proc) == 0
+    received = read_request_log(out, LEVELS)
+    assert received.quarantine.num_rows == 0 and received.table.num_rows == 4 + 2 + 3
+    assert received.table.schema.names == REQUEST_LOG.names
+    local = read_request_log(server.request_log, LEVELS)  # the main server's local log
+    assert received.table.schema.equals(local.table.schema)
+    rows = received.table.to_pylist()
+    sent = rows_of(rows, "sent as events")
+    assert [r["item_id"] for r in sent] == ids and {r["locale"] for r in sent} == {"de-DE"}
+    assert [r["expected_score"] for r in sent] == pytest.approx(
+        v1.json()["predictions"][0]["scores"], abs=1e-4
+    )
+    assert {r["locale"] for r in rows_of(rows, "and another")} == {"und"}
+    assert [r["item_id"] for r in rows_of(rows, "over v2")] == ids[1:]
+    assert {r["model_version"] for r in rows} == {v1.json()["predictions"][0]["model_version"]}
+
+
+def rows_of(rows: list[dict], query: str) -> list[dict]:
+    return sorted((r for r in rows if r["query"] == query), key=lambda r: r["ts"])
+
+
+@pytest.fixture
+def slow_receiver(tmp_path: Path) -> Iterator[tuple[str, Path, list[float]]]:
+    """The receiver's handler in this process, taking 0.4 s per event: (URL, directory, the
+    times events were written)."""
+    out, written = tmp_path / "slow", []
+    logger = RequestLogger(out, sample_rate=1.0)
+
+    class Slow(receiver_handler(logger)):  # type: ignore[misc]
+        def do_POST(self) -> None:
+            time.sleep(0.4)
+            super().do_POST()
+            written.append(time.monotonic())
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", out, written
+    httpd.shutdown()
+    httpd.server_close()
+    logger.close()
+
+
+@pytest.mark.slow
+def test_sigterm_sends_the_request_log_events_still_queued(
+    local_run: dict, server: RunningServer, slow_receiver: tuple[str, Path, list[float]]
+) -> None:
+    url, out, written = slow_receiver
+    base, proc = start_student_server(local_run["outputs"]["student"], "--request-log-url", url)
+    n = 6
+    try:
+        for i in range(n):
+            body = {"instances": [{"query": f"queued {i}", "item_ids": server.item_ids[:3]}]}
+            assert httpx.post(base + V1, json=body).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        written_at_sigterm = len(written)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert written_at_sigterm < n, "every event was sent before SIGTERM: nothing was queued"
+    logged = read_request_log(out, LEVELS)
+    assert {r["query"] for r in logged.table.to_pylist()} == {f"queued {i}" for i in range(n)}
+    assert logged.table.num_rows == 3 * n

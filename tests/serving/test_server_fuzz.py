@@ -1,14 +1,16 @@
 """Random payloads thrown at the real server: never a 5xx, never a crash.
 
 Hypothesis builds V1 and V2 bodies from the real shapes with every field's type, size and
-content varied (and raw bytes that are not JSON at all), posts them to the KServe server on
-127.0.0.1 and checks that each answer is a 2xx or a 4xx with a message, and that the server
-is still up afterwards.
+content varied (and raw bytes that are not JSON at all), V2 bodies in the binary tensor
+extension too (valid ones, and ones with bytes that are not UTF-8, wrong sizes, a wrong JSON
+length, cut short), posts them to the KServe server on 127.0.0.1 and checks that each answer
+is a 2xx or a 4xx with a message, and that the server is still up afterwards.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 import httpx
@@ -69,6 +71,33 @@ def v2_bodies(known: list[str]) -> st.SearchStrategy[Any]:
     return st.fixed_dictionaries({"inputs": st.lists(tensor, max_size=4)}) | json_values
 
 
+@st.composite
+def v2_binary_requests(draw: st.DrawFn, known: list[str]) -> tuple[bytes, dict[str, str]]:
+    """A binary-extension V2 body and its headers; sizes, lengths and bytes right or not."""
+    element = (st.sampled_from(known).map(str.encode) | st.text(max_size=30).map(str.encode)
+               | st.binary(max_size=30))  # fmt: skip
+    names = st.sampled_from(["query", "locale", "item_ids"]) | st.text(max_size=8)
+    inputs, raw = [], b""
+    for name in draw(st.lists(names, max_size=4)):
+        values = draw(st.lists(element, max_size=20))
+        data = b"".join(struct.pack("<I", len(v)) + v for v in values)
+        inputs.append({
+            "name": name,
+            "datatype": draw(st.sampled_from(["BYTES", "BYTES", "FP32", "INT64"])),
+            "shape": draw(st.just([len(values)]) | st.lists(st.integers(-2, 40), max_size=3)),
+            "parameters": {"binary_data_size": draw(st.just(len(data))
+                                                    | st.integers(-5, len(data) + 50))},
+        })  # fmt: skip
+        raw += data
+    head = json.dumps({"inputs": inputs}).encode()
+    json_length = draw(st.just(str(len(head))) | st.integers(-5, len(head) + 20).map(str)
+                       | st.text(alphabet="0123456789-x", max_size=5))  # fmt: skip
+    body = head + raw
+    body = draw(st.just(body) | st.integers(0, len(body)).map(lambda n: body[:n]))
+    content_type = draw(st.sampled_from(["application/octet-stream", "application/json"]))
+    return body, {"inference-header-content-length": json_length, "content-type": content_type}
+
+
 def _assert_handled(server: RunningServer, r: httpx.Response) -> None:
     assert r.status_code < 500, f"{r.status_code}: {r.text[:300]}"
     if r.status_code >= 400:
@@ -108,5 +137,17 @@ def test_random_bytes_get_no_5xx(server: RunningServer, client: httpx.Client) ->
     def check(raw: bytes, path: str, json_type: bool) -> None:
         headers = {"content-type": "application/json"} if json_type else {}
         _assert_handled(server, client.post(path, content=raw, headers=headers))
+
+    check()
+
+
+def test_random_v2_binary_extension_bodies_get_no_5xx(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    @FUZZ
+    @given(request=v2_binary_requests(server.item_ids[:50]))
+    def check(request: tuple[bytes, dict[str, str]]) -> None:
+        body, headers = request
+        _assert_handled(server, client.post(V2, content=body, headers=headers))
 
     check()

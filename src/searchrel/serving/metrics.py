@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+# Every request to the scoring endpoints (V1 predict, V2 infer), counted and timed by the HTTP
+# middleware (searchrel.serving.middleware) whatever answered it: 4xx from validation and
+# decoding, 5xx from anywhere, 413 for bodies over serve.max_body_bytes.
 REQUESTS = Counter(
     "searchrel_requests_total",
     "Scoring requests by protocol and HTTP status",
@@ -11,9 +14,12 @@ REQUESTS = Counter(
 )
 LATENCY = Histogram(
     "searchrel_request_latency_seconds",
-    "Time to score one request (parse, features, student) in seconds",
-    ["protocol"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    "Time from a scoring request's arrival to its answer, in seconds, by status class (2xx, ...)",
+    ["protocol", "status_class"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+IN_FLIGHT = Gauge(
+    "searchrel_requests_in_flight", "Scoring requests received and not yet answered", ["protocol"]
 )
 CANDIDATES = Histogram(
     "searchrel_candidates_per_request",

@@ -11,17 +11,20 @@ Scores are expected relevance levels in [1, K], items in the order sent.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from kserve import Model
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from searchrel.config import FeatureConfig, ServeConfig
@@ -37,6 +40,14 @@ from searchrel.student.train import BUNDLE_STORE_DIR
 
 log = logging.getLogger(__name__)
 DEFAULT_LOCALE = "und"  # BCP 47 "undetermined", when a request names no locale
+
+
+SHOWN_ID_CHARS = 64  # an id echoed in an error message is cut to this many characters
+
+
+def shown(item_id: str) -> str:
+    """An id as echoed in an error message: cut short, so a huge id makes no huge answer."""
+    return item_id if len(item_id) <= SHOWN_ID_CHARS else item_id[:SHOWN_ID_CHARS] + "…"
 
 
 INLINE_FIELDS = ("title", "description", "caption", "board_titles", "engaged_queries",
@@ -67,6 +78,7 @@ class StudentModel(Model):
         self.logger: RequestLogger | CloudEventSink | None = None
         self.version = ""
         self.ready = False
+        self._scorer: ThreadPoolExecutor | None = None
 
     def load(self) -> bool:
         """Ready only once the exported student and the item store are both loaded."""
@@ -79,6 +91,9 @@ class StudentModel(Model):
         )
         self.featurizer = PairFeaturizer(self.store, self.embedder, self.feature_cfg)
         self.version = self.student.meta.version
+        # Scoring runs here, one request at a time (torch uses its own threads within one), so
+        # the event loop stays free for health probes, /metrics and parsing the next request.
+        self._scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="searchrel-score")
         if self.cfg.request_log_url:  # a cluster: CloudEvents to the receiver
             self.logger = CloudEventSink(
                 self.cfg.request_log_url, f"/models/{self.name}", self.cfg.log_sample_rate
@@ -103,7 +118,7 @@ class StudentModel(Model):
         if locale is None:
             locale = DEFAULT_LOCALE
         if not isinstance(locale, str) or len(locale) > 35:
-            raise InvalidInput("'locale' must be a language tag such as en-US")
+            raise InvalidInput("'locale' must be a language tag such as en-US (a string)")
         if not isinstance(item_ids, list) or not item_ids:
             raise InvalidInput("'item_ids' must be a non-empty list of item ids")
         if len(item_ids) > self.cfg.max_candidates:
@@ -128,7 +143,9 @@ class StudentModel(Model):
                 raise InvalidInput("each inline item needs a string 'item_id'")
             title = item.get("title")
             if not isinstance(title, str) or not title.strip():
-                raise InvalidInput(f"inline item {item['item_id']!r} needs a non-empty 'title'")
+                raise InvalidInput(
+                    f"inline item {shown(item['item_id'])!r} needs a non-empty 'title'"
+                )
             fields: dict[str, Any] = {"item_id": item["item_id"]}
             for name in INLINE_FIELDS:
                 value = item.get(name)
@@ -136,9 +153,13 @@ class StudentModel(Model):
                     fields[name] = None
                     continue
                 parts = value if isinstance(value, list) else [value]
-                if not all(isinstance(v, str) for v in parts) or len(parts) > 100:
+                if not all(isinstance(v, str) for v in parts):
                     raise InvalidInput(
                         f"inline item field {name!r} must be a string or a list of strings"
+                    )
+                if len(parts) > 100:
+                    raise InvalidInput(
+                        f"inline item field {name!r} holds {len(parts)} strings: at most 100"
                     )
                 if sum(len(v) for v in parts) > self.cfg.max_item_text_chars:
                     raise InvalidInput(
@@ -160,6 +181,11 @@ class StudentModel(Model):
         instances = payload["instances"]
         if not instances:
             raise InvalidInput("'instances' is empty")
+        if len(instances) > self.cfg.max_instances:
+            raise InvalidInput(
+                f"{len(instances)} instances: at most {self.cfg.max_instances} per request "
+                "(serve.max_instances)"
+            )
         out = []
         for inst in instances:
             if not isinstance(inst, dict):
@@ -167,21 +193,43 @@ class StudentModel(Model):
             req = self._check(inst.get("query"), inst.get("locale"), inst.get("item_ids"))
             req.inline = self._check_inline(inst.get("items"))
             out.append(req)
+        pairs = sum(len(req.item_ids) for req in out)
+        if pairs > self.cfg.max_pairs:
+            raise InvalidInput(
+                f"{pairs} (query, item) pairs: at most {self.cfg.max_pairs} per request "
+                "(serve.max_pairs); send them in several requests"
+            )
         return out
 
     def _parse_v2(self, request: InferRequest) -> ScoringRequest:
         tensors: dict[str, list[str]] = {}
         for tensor in request.inputs:
+            name = shown(str(tensor.name))  # as echoed in an error
             if tensor.datatype != "BYTES":
-                raise InvalidInput(f"input {tensor.name!r} must be BYTES, got {tensor.datatype}")
+                raise InvalidInput(f"input {name!r} must be BYTES, got {str(tensor.datatype)[:20]}")
             values = []
-            for v in tensor.data if isinstance(tensor.data, list) else []:
+            for v in _flat(tensor.data):
                 if isinstance(v, bytes):
                     try:
                         v = v.decode("utf-8")
                     except UnicodeDecodeError as exc:
-                        raise InvalidInput(f"input {tensor.name!r} is not valid UTF-8") from exc
+                        raise InvalidInput(f"input {name!r} is not valid UTF-8") from exc
                 values.append(v)
+            shape = tensor.shape
+            if not isinstance(shape, list | tuple) or not all(
+                isinstance(d, int) and d >= 0 for d in shape
+            ):
+                raise InvalidInput(
+                    f"input {name!r} needs a shape of non-negative sizes, got {str(shape)[:100]}"
+                )
+            shape = list(shape)
+            size = math.prod(shape)
+            if size != len(values):
+                raise InvalidInput(
+                    f"input {name!r} has shape {str(shape)[:100]} "
+                    f"({size if size < 10**12 else 'too many'} values) "
+                    f"but holds {len(values)}"
+                )
             tensors[tensor.name] = values
         if "query" not in tensors or "item_ids" not in tensors:
             raise InvalidInput("V2 request needs BYTES inputs 'query' [1] and 'item_ids' [n]")
@@ -197,8 +245,9 @@ class StudentModel(Model):
         inline = req.inline or {}
         unresolved = [i for i in missing if i not in inline]
         if unresolved:
-            shown = ", ".join(unresolved[:10]) + (" ..." if len(unresolved) > 10 else "")
-            raise InvalidInput(f"{len(unresolved)} unknown item id(s): {shown}")
+            listed = ", ".join(shown(i) for i in unresolved[:10])
+            etc = " ..." if len(unresolved) > 10 else ""
+            raise InvalidInput(f"{len(unresolved)} unknown item id(s): {listed}{etc}")
         feats = self.featurizer.featurize(req.query, rows)
         qvec, ivecs, scalars = feats.query_embedding, feats.item_embeddings, feats.scalars
         if missing:  # score the inline items, then put every item back in the order sent
@@ -255,29 +304,34 @@ class StudentModel(Model):
             ]
         )
 
-    def predict(
+    async def predict(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
     ) -> dict[str, Any] | InferResponse:
-        protocol = "v2" if isinstance(payload, InferRequest) else "v1"
-        started = time.perf_counter()
-        try:
-            if isinstance(payload, InferRequest):
-                response: dict[str, Any] | InferResponse = self._predict_v2(payload)
-            else:
-                response = self._predict_v1(payload)
-        except InvalidInput:
-            metrics.REQUESTS.labels(protocol=protocol, status="400").inc()
-            raise
-        except Exception:
-            metrics.REQUESTS.labels(protocol=protocol, status="500").inc()
-            raise
-        metrics.REQUESTS.labels(protocol=protocol, status="200").inc()
-        metrics.LATENCY.labels(protocol=protocol).observe(time.perf_counter() - started)
-        return response
+        """Parse on the event loop (cheap, so a bad request fails at once), score on the
+        scoring thread. Requests are counted and timed by the HTTP middleware."""
+        loop = asyncio.get_running_loop()
+        if self._scorer is None:
+            raise ModelNotReady(self.name)
+        if isinstance(payload, InferRequest):
+            req = self._parse_v2(payload)
+            return await loop.run_in_executor(self._scorer, self._predict_v2, payload, req)
+        reqs = self._parse_v1(payload)
+        return await loop.run_in_executor(self._scorer, self._predict_v1, reqs)
 
-    def _predict_v1(self, payload: Any) -> dict[str, Any]:
+    def stop(self) -> None:
+        """At shutdown (after the last request): finish scoring, send what the request log
+        still holds (the CloudEvents sink posts in the background), then stop."""
+        if self._scorer is not None:
+            self._scorer.shutdown(wait=True)
+            self._scorer = None
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+        super().stop()
+
+    def _predict_v1(self, reqs: list[ScoringRequest]) -> dict[str, Any]:
         predictions = []
-        for req in self._parse_v1(payload):
+        for req in reqs:
             probs, scores = self.score(req)
             predictions.append(
                 {
@@ -289,8 +343,7 @@ class StudentModel(Model):
             )
         return {"predictions": predictions}
 
-    def _predict_v2(self, request: InferRequest) -> InferResponse:
-        req = self._parse_v2(request)
+    def _predict_v2(self, request: InferRequest, req: ScoringRequest) -> InferResponse:
         probs, scores = self.score(req)
         outputs = [
             InferOutput("probs", list(probs.shape), "FP32", probs.ravel().tolist()),
@@ -303,3 +356,13 @@ class StudentModel(Model):
             model_version=self.version,
             parameters={"model_version": self.version},
         )
+
+
+def _flat(data: Any) -> list[Any]:
+    """A tensor's data as one flat list (V2 allows nested lists in row-major order)."""
+    if not isinstance(data, list):
+        return []
+    out: list[Any] = []
+    for v in data:
+        out.extend(_flat(v) if isinstance(v, list) else [v])
+    return out

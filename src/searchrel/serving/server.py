@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from searchrel.config import Config
+from searchrel.config import Config, ServeConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,25 @@ async def request_validation_handler(request: Any, exc: Any) -> Any:
     return JSONResponse(status_code=400, content={"error": "; ".join(problems)})
 
 
-def _rest_server_bound_to(host: str) -> Any:
+def _rest_server_bound_to(host: str, serve_cfg: ServeConfig) -> Any:
+    """KServe's REST server, bound to ``host``, with our request accounting and body limit
+    around every scoring request and V2 binary bodies that fail to decode answered with a 400."""
     from fastapi.exceptions import RequestValidationError
     from kserve.protocol.rest.server import RESTServer
+
+    from searchrel.serving.middleware import InferenceAccounting, strict_binary_decode
 
     class BoundRESTServer(RESTServer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.config.host = host
+            plane = self.dataplane
+            plane.decode_inference_request = strict_binary_decode(plane.decode_inference_request)
+
+        def _add_middlewares(self, app: Any) -> None:
+            super()._add_middlewares(app)
+            # Added last, so outermost: it sees every request and every answer, 5xx included.
+            app.add_middleware(InferenceAccounting, max_body_bytes=serve_cfg.max_body_bytes)
 
         def _add_exception_handlers(self, app: Any) -> None:
             super()._add_exception_handlers(app)
@@ -62,8 +73,9 @@ def local_model_dir(source: str | Path, download_dir: Path | None = None) -> Pat
             ) from exc
         target = download_dir or Path.cwd() / ".model-cache" / "student"
         target.mkdir(parents=True, exist_ok=True)
-        return Path(Storage.download(text, out_dir=str(target)))
-    path = Path(text).expanduser()
+        path = Path(Storage.download(text, out_dir=str(target)))
+    else:
+        path = Path(text).expanduser()
     if not (path / "student.json").is_file():
         raise ModelSourceError(f"{text}: not a student bundle (no student.json)")
     return path
@@ -87,11 +99,16 @@ def serve(
 
     host = host or cfg.serve.host
     port = port or cfg.serve.http_port
+    if request_log_dir is None and cfg.serve.request_log:
+        request_log_dir = Path(cfg.serve.request_log).expanduser()
     model = StudentModel(local_model_dir(model_dir), cfg.serve, cfg.features, request_log_dir)
     model.load()
-    kserve.model_server.RESTServer = _rest_server_bound_to(host)
+    kserve.model_server.RESTServer = _rest_server_bound_to(host, cfg.serve)
     log.info("serving %s on http://%s:%d", model.version, host, port)
-    ModelServer(http_port=port, enable_grpc=False, workers=1, grace_period=10).start([model])
+    try:
+        ModelServer(http_port=port, enable_grpc=False, workers=1, grace_period=10).start([model])
+    finally:
+        model.stop()  # KServe stops it on SIGTERM/SIGINT; on any other way out, here (idempotent)
 
 
 if __name__ == "__main__":
