@@ -21,6 +21,11 @@ Rows (models), all emitting 4-level probabilities scored by ``searchrel.metrics.
   fields title + description (all that CrowdFlower items carry).
 * ``teacher_title``: the same with fields = [title] (ablation).
 
+Every model is read two ways: the argmax level (``accuracy``, ``qwk``) and the expected score
+decoded with ``K - 1`` cutoffs that ``searchrel.metrics.fit_qwk_cutoffs`` fits for QWK on the
+same model's predictions for the validation queries (``accuracy_cutoffs``, ``qwk_cutoffs``):
+the test fold never chooses them.
+
 Each fold writes its training judgments to ``work_dir/<protocol>/fold<k>/judgments.parquet``
 (the test fold's rows are never in it). ``train_teacher`` splits what it is given by query
 hash; here ``data.test_fraction`` is 0 so it holds out no test queries (the fold does),
@@ -65,7 +70,7 @@ from bench.crowdflower_folds import fold_specs as make_fold_specs  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 from searchrel.config import Config, DataConfig, load_config, shared_dir  # noqa: E402
 from searchrel.data.crowdflower import CROWDFLOWER_LEVELS, find_crowdflower_csvs  # noqa: E402
-from searchrel.metrics import evaluate  # noqa: E402
+from searchrel.metrics import evaluate, expected_score, fit_qwk_cutoffs  # noqa: E402
 from searchrel.schema import JUDGMENTS  # noqa: E402
 from searchrel.splits import split_of  # noqa: E402
 from searchrel.tables import write_table  # noqa: E402
@@ -76,7 +81,16 @@ log = logging.getLogger("teacher_crowdflower")
 LEVELS = CROWDFLOWER_LEVELS
 MODELS = ("prior", "bm25", "embedding", "teacher", "teacher_title")
 TEACHER_FIELDS = {"teacher": ["title", "description"], "teacher_title": ["title"]}
-METRICS = ("accuracy", "auroc_ge_2", "auroc_ge_3", "auroc_ge_4", "qwk", "ndcg_at_20")
+METRICS = (
+    "accuracy",
+    "auroc_ge_2",
+    "auroc_ge_3",
+    "auroc_ge_4",
+    "qwk",
+    "ndcg_at_20",
+    "accuracy_cutoffs",
+    "qwk_cutoffs",
+)
 KEEP = (
     "n",
     *METRICS,
@@ -85,6 +99,9 @@ KEEP = (
     "confusion_matrix",
     "label_distribution",
     "predicted_distribution",
+    "cutoffs",
+    "confusion_matrix_cutoffs",
+    "predicted_distribution_cutoffs",
 )
 TIMINGS = ("train_seconds", "score_seconds", "score_pairs_per_s")
 NO_TEST_QUERIES = 0.0  # the bench's folds hold out the test rows, not train_teacher
@@ -241,7 +258,7 @@ class Runner:
         """Encode, once, every query and item that some fold trains or tests on (timed)."""
         from searchrel.features.embedder import Embedder
 
-        idx = np.unique(np.concatenate([np.r_[p.train_idx, p.test_idx] for p in plans]))
+        idx = np.unique(np.concatenate([np.r_[p.train_idx, p.val_idx, p.test_idx] for p in plans]))
         rows = self.rows(idx)
         item_ids = sorted(set(rows["item_id"]))
         queries = sorted(set(rows["query"]))
@@ -269,6 +286,8 @@ class Runner:
         }
 
     # -- models: each returns (test probs, train seconds, score seconds, extra) --------------
+    # extra["_val_probs"]: the same model's probs on the validation queries' pairs, from which
+    # run() fits the QWK cutoffs (never on test rows).
 
     def run_prior(self, plan: FoldPlan) -> tuple[np.ndarray, float, float, dict[str, Any]]:
         started = time.perf_counter()
@@ -279,7 +298,8 @@ class Runner:
         train_s = time.perf_counter() - started
         started = time.perf_counter()
         probs = np.tile(dist, (len(plan.test_idx), 1))
-        return probs, train_s, time.perf_counter() - started, {}
+        score_s = time.perf_counter() - started
+        return probs, train_s, score_s, {"_val_probs": np.tile(dist, (len(plan.val_idx), 1))}
 
     def _bm25_x(self, idx: np.ndarray) -> np.ndarray:
         rows = self.rows(idx)
@@ -298,7 +318,8 @@ class Runner:
         train_s = time.perf_counter() - started
         started = time.perf_counter()
         probs = _full_probs(clf, self._bm25_x(plan.test_idx))
-        return probs, train_s, time.perf_counter() - started, {}
+        score_s = time.perf_counter() - started
+        return probs, train_s, score_s, {"_val_probs": _full_probs(clf, self._bm25_x(plan.val_idx))}
 
     def _embed_x(self, idx: np.ndarray) -> np.ndarray:
         rows = self.rows(idx)
@@ -326,7 +347,11 @@ class Runner:
             test["item_id"].nunique() * self.embed_seconds_per_item
             + test["query"].nunique() * self.embed_seconds_per_query
         )
-        return probs, train_s, head_s + encode_s, {"head_score_seconds": round(head_s, 3)}
+        extra = {
+            "head_score_seconds": round(head_s, 3),
+            "_val_probs": _full_probs(clf, self._embed_x(plan.val_idx)),
+        }
+        return probs, train_s, head_s + encode_s, extra
 
     def _write_fold_judgments(self, plan: FoldPlan) -> Path:
         path = self.work / plan.protocol / f"fold{plan.fold}" / "judgments.parquet"
@@ -381,7 +406,14 @@ class Runner:
                 progress=bar.update,
             )
         score_s = time.perf_counter() - started
+        val = self.rows(plan.val_idx)
+        val_probs = scorer.predict_proba(
+            list(val["query"]),
+            scorer.item_texts([self.items_by_id[i] for i in val["item_id"]]),
+            batch_size=cfg.teacher.label_batch_size,
+        )
         extra = {
+            "_val_probs": val_probs.astype(np.float64),
             "fields": TEACHER_FIELDS[name],
             "epochs_run": summary["epochs_run"],
             "best_val_loss": summary["best_val_loss"],
@@ -404,8 +436,20 @@ class Runner:
         else:
             probs, train_s, score_s, extra = getattr(self, f"run_{model}")(plan)
         probs = probs / probs.sum(axis=1, keepdims=True)
+        val_probs = extra.pop("_val_probs")
+        val_probs = val_probs / val_probs.sum(axis=1, keepdims=True)
+        cutoffs = fit_qwk_cutoffs(
+            self.rows(plan.val_idx)["label"].to_numpy(), expected_score(val_probs), LEVELS
+        )
         test = self.rows(plan.test_idx)
-        metrics = evaluate(test["label"].to_numpy(), probs, test["query"], test["locale"], LEVELS)
+        metrics = evaluate(
+            test["label"].to_numpy(),
+            probs,
+            test["query"],
+            test["locale"],
+            LEVELS,
+            cutoffs=cutoffs,
+        )
         result = {k: metrics.get(k) for k in KEEP}
         result.update(
             train_seconds=round(train_s, 3),
@@ -594,12 +638,13 @@ def main(argv: list[str] | None = None) -> int:
                 res = runner.run(model, plan)
                 fold["models"][model] = res
                 log.info(
-                    "%s fold %d %s: acc %.4f qwk %s ndcg@20 %s (train %.1fs, %s pairs/s)",
+                    "%s fold %d %s: acc %.4f qwk %s (cutoffs %s) ndcg@20 %s (train %.1fs, %s/s)",
                     plan.protocol,
                     plan.fold,
                     model,
                     res["accuracy"],
                     _fmt(res["qwk"]),
+                    _fmt(res["qwk_cutoffs"]),
                     _fmt(res["ndcg_at_20"]),
                     res["train_seconds"],
                     res["score_pairs_per_s"],

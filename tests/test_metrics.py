@@ -515,3 +515,58 @@ def test_write_plots_rejects_arrays_that_do_not_match_the_result(tmp_path: Path)
     with pytest.raises(ValueError, match="do not match"):
         write_plots(out, labels[:-1], np.array(probs)[:-1], tmp_path)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding the expected score with cutoffs
+# --------------------------------------------------------------------------------------------
+
+
+def test_labels_from_cutoffs_puts_a_score_on_a_cutoff_in_the_upper_level() -> None:
+    scores = [1.2, 1.5, 2.49, 2.5, 3.9]
+    assert m.labels_from_cutoffs(scores, [1.5, 2.5]).tolist() == [1, 2, 2, 3, 3]
+    with pytest.raises(ValueError, match="ascending"):
+        m.labels_from_cutoffs(scores, [2.5, 1.5])
+
+
+def test_fitted_cutoffs_separate_grades_that_argmax_collapses_into_one() -> None:
+    # Every expected score rounds to 3 (QWK 0 by rounding), but their order is perfect: the
+    # fitted cutoffs must land between 2.65 | 2.70 and 2.75 | 2.80 and give QWK 1.
+    labels = [1, 1, 2, 2, 3, 3]
+    scores = [2.60, 2.65, 2.70, 2.75, 2.80, 2.85]
+    assert m.quadratic_weighted_kappa(labels, m.labels_from_cutoffs(scores, [1.5, 2.5]), 3) in (
+        None,
+        0.0,
+    )
+    cut = m.fit_qwk_cutoffs(labels, scores, 3)
+    assert cut.tolist() == pytest.approx([2.675, 2.775])
+    assert m.quadratic_weighted_kappa(labels, m.labels_from_cutoffs(scores, cut), 3) == 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fitted_cutoffs_are_ascending_and_never_worse_than_rounding(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(1, 5, size=300)
+    scores = np.clip(labels * 0.3 + 2.0 + rng.normal(0, 0.4, size=300), 1, 4)
+    cut = m.fit_qwk_cutoffs(labels, scores, 4)
+    assert cut.shape == (3,) and np.all(np.diff(cut) >= 0)
+    fitted = m.quadratic_weighted_kappa(labels, m.labels_from_cutoffs(scores, cut), 4)
+    rounded = m.quadratic_weighted_kappa(labels, m.labels_from_cutoffs(scores, [1.5, 2.5, 3.5]), 4)
+    assert fitted is not None and rounded is not None and fitted > rounded
+
+
+def test_evaluate_with_cutoffs_decodes_the_expected_score() -> None:
+    queries, locales, labels, probs = zip(*ROWS, strict=True)
+    out = m.evaluate(labels, np.array(probs), queries, locales, levels=3, cutoffs=[1.6, 2.05])
+    # E = 2.6 1.5 2.1 2.0 1.7 2.4 1.4 -> 3 1 3 2 2 3 1; truth 3 1 2 2 2 1 3 -> rows 0,1,3,4 right
+    decoded = [3, 1, 3, 2, 2, 3, 1]
+    assert out["accuracy_cutoffs"] == pytest.approx(4 / 7)
+    assert out["qwk_cutoffs"] == pytest.approx(
+        cohen_kappa_score(labels, decoded, weights="quadratic")
+    )
+    assert out["predicted_distribution_cutoffs"] == {"1": 2, "2": 2, "3": 3}
+    assert out["cutoffs"] == [1.6, 2.05]
+    assert out["accuracy"] == pytest.approx(4 / 7)  # the argmax metrics stay as they were
+    json.dumps(out)
+    with pytest.raises(ValueError, match="cutoffs must hold 2"):
+        m.evaluate(labels, np.array(probs), queries, locales, levels=3, cutoffs=[2.0])

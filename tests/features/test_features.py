@@ -103,6 +103,16 @@ def test_query_embeddings_are_cached(featurizer: PairFeaturizer) -> None:
     assert emb.cache_hits == before + 1
 
 
+def test_a_cleared_cache_computes_the_query_again(featurizer: PairFeaturizer) -> None:
+    emb = featurizer.embedder
+    first = emb.encode_query("a query the cache forgets")
+    emb.clear_cache()
+    misses = emb.cache_misses
+    again = emb.encode_query("a query the cache forgets")
+    assert emb.cache_misses == misses + 1
+    np.testing.assert_allclose(again, first, atol=1e-6)
+
+
 def test_the_store_survives_a_round_trip(featurizer: PairFeaturizer, tmp_path: Path) -> None:
     store = ItemStore(featurizer.store.directory)
     assert store.ids == featurizer.store.ids

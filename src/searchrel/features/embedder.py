@@ -69,6 +69,11 @@ class Embedder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
+    def clear_cache(self) -> None:
+        """Forget every cached query vector (benchmarks that must pay for each query)."""
+        with self._lock:
+            self._cache.clear()
+
     def encode_query(self, query: str) -> np.ndarray:
         """One query's vector, from the cache when it was seen recently."""
         with self._lock:
