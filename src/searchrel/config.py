@@ -142,6 +142,7 @@ class ServeConfig(Strict):
     max_instances: int = Field(32, ge=1)  # most queries (V1 instances) in one request
     max_pairs: int = Field(4000, ge=1)  # most (query, item) pairs one request may ask to score
     max_body_bytes: int = Field(8 * 2**20, ge=1)  # larger request bodies get a 413, unread
+    offload_pairs: int = Field(256, ge=0)  # larger requests are scored off the event loop
     max_query_chars: int = 512  # longer queries are rejected with a 400
     inline_items: bool = False  # score ids missing from the store from item text in the request
     max_item_text_chars: int = 4000  # longest inline item field accepted

@@ -307,15 +307,26 @@ class StudentModel(Model):
     async def predict(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
     ) -> dict[str, Any] | InferResponse:
-        """Parse on the event loop (cheap, so a bad request fails at once), score on the
-        scoring thread. Requests are counted and timed by the HTTP middleware."""
+        """Parse on the event loop (cheap, so a bad request fails at once); score a small
+        request right there and a large one on the scoring thread. Requests are counted and
+        timed by the HTTP middleware.
+
+        Why the split: a hand-off to a thread costs the request a GIL switch both ways (up to
+        ``sys.getswitchinterval()``, 5 ms, each), which doubled the p99 of 100-candidate
+        requests in bench/serving.py; a request of at most ``serve.offload_pairs`` pairs takes
+        a few ms, so probes and scrapes never wait long behind it, and the large ones (up to
+        ``serve.max_pairs``) no longer hold the loop."""
         loop = asyncio.get_running_loop()
         if self._scorer is None:
             raise ModelNotReady(self.name)
         if isinstance(payload, InferRequest):
             req = self._parse_v2(payload)
+            if len(req.item_ids) <= self.cfg.offload_pairs:
+                return self._predict_v2(payload, req)
             return await loop.run_in_executor(self._scorer, self._predict_v2, payload, req)
         reqs = self._parse_v1(payload)
+        if sum(len(r.item_ids) for r in reqs) <= self.cfg.offload_pairs:
+            return self._predict_v1(reqs)
         return await loop.run_in_executor(self._scorer, self._predict_v1, reqs)
 
     def stop(self) -> None:
