@@ -1,5 +1,5 @@
 """Where a request is scored: small ones on the event loop (no thread hand-off in their
-latency), large ones on the scoring thread (the loop keeps answering probes)."""
+latency), large or costly ones on the scoring thread (the loop keeps answering probes)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from searchrel.student.gate import _serving_model
 pytestmark = pytest.mark.slow
 
 
-def test_small_requests_are_scored_on_the_loop_and_large_ones_on_the_scoring_thread(
+def test_small_requests_are_scored_on_the_loop_and_costly_ones_on_the_scoring_thread(
     local_run: dict,
 ) -> None:
     student = Path(local_run["outputs"]["student"])
     ids = pq.read_table(student / "item_store" / "item_features.parquet").column("item_id")
     ids = ids.to_pylist()
-    model = _serving_model().StudentModel(student, ServeConfig(offload_pairs=4), FeatureConfig())
+    cfg = ServeConfig(offload_pairs=4, inline_items=True)
+    model = _serving_model().StudentModel(student, cfg, FeatureConfig())
     model.load()
     where: list[str] = []
     score = model.score
@@ -39,10 +40,18 @@ def test_small_requests_are_scored_on_the_loop_and_large_ones_on_the_scoring_thr
         large = await model.predict({"instances": [{"query": "vase", "item_ids": ids[:5]}]})
         assert len(small["predictions"][0]["scores"]) == 4
         assert len(large["predictions"][0]["scores"]) == 5
+        # Few pairs, but costly: every query (or inline item) is embedded on the fly.
+        two = [{"query": q, "item_ids": ids[:1]} for q in ("vase", "lamp")]
+        await model.predict({"instances": two})
+        inline = {"query": "vase", "item_ids": ["new-1"], "items": [{"item_id": "new-1",
+                  "title": "a red vase"}]}  # fmt: skip
+        await model.predict({"instances": [inline]})
 
     try:
         asyncio.run(both())
     finally:
         model.stop()
-    assert where[0] == threading.main_thread().name
-    assert where[1].startswith("searchrel-score")
+    assert where[0] == threading.main_thread().name  # 4 pairs, one query
+    assert where[1].startswith("searchrel-score")  # 5 pairs
+    assert all(w.startswith("searchrel-score") for w in where[2:5])  # 2 queries; inline items
+    assert len(where) == 5

@@ -315,19 +315,28 @@ class StudentModel(Model):
         ``sys.getswitchinterval()``, 5 ms, each), which doubled the p99 of 100-candidate
         requests in bench/serving.py; a request of at most ``serve.offload_pairs`` pairs takes
         a few ms, so probes and scrapes never wait long behind it, and the large ones (up to
-        ``serve.max_pairs``) no longer hold the loop."""
+        ``serve.max_pairs``) no longer hold the loop. "Small" is one query, no inline items
+        (each is embedded on the fly) and at most ``serve.offload_pairs`` pairs."""
         loop = asyncio.get_running_loop()
         if self._scorer is None:
             raise ModelNotReady(self.name)
         if isinstance(payload, InferRequest):
             req = self._parse_v2(payload)
-            if len(req.item_ids) <= self.cfg.offload_pairs:
+            if self._is_small([req]):
                 return self._predict_v2(payload, req)
             return await loop.run_in_executor(self._scorer, self._predict_v2, payload, req)
         reqs = self._parse_v1(payload)
-        if sum(len(r.item_ids) for r in reqs) <= self.cfg.offload_pairs:
+        if self._is_small(reqs):
             return self._predict_v1(reqs)
         return await loop.run_in_executor(self._scorer, self._predict_v1, reqs)
+
+    def _is_small(self, reqs: list[ScoringRequest]) -> bool:
+        """Cheap enough to score on the event loop (see ``predict``)."""
+        return (
+            len(reqs) == 1
+            and not reqs[0].inline
+            and len(reqs[0].item_ids) <= self.cfg.offload_pairs
+        )
 
     def stop(self) -> None:
         """At shutdown (after the last request): finish scoring, send what the request log
