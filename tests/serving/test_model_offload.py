@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from searchrel.config import FeatureConfig, ServeConfig
-from searchrel.student.gate import _serving_model
+from searchrel.serving import serving_model_module
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def test_small_requests_are_scored_on_the_loop_and_costly_ones_on_the_scoring_th
     ids = pq.read_table(student / "item_store" / "item_features.parquet").column("item_id")
     ids = ids.to_pylist()
     cfg = ServeConfig(offload_pairs=4, inline_items=True)
-    model = _serving_model().StudentModel(student, cfg, FeatureConfig())
+    model = serving_model_module().StudentModel(student, cfg, FeatureConfig())
     model.load()
     where: list[str] = []
     score = model.score

@@ -7,11 +7,11 @@ the bind address is applied to the uvicorn config KServe builds.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from searchrel.config import Config, ServeConfig
+from searchrel.serving import serving_model_module
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +89,17 @@ def serve(
     request_log_dir: Path | None = None,
 ) -> None:
     """Load the student and its item store, then serve until SIGTERM/SIGINT (graceful)."""
-    # kserve.model_server parses sys.argv when imported (argparse, with prefix matching:
-    # our --config would read as its --configure_logging). Our arguments are parsed already.
-    sys.argv = sys.argv[:1]
+    serving = serving_model_module()  # before kserve itself: it parses argv when imported
     import kserve.model_server
     from kserve import ModelServer
-
-    from searchrel.serving.model import StudentModel
 
     host = host or cfg.serve.host
     port = port or cfg.serve.http_port
     if request_log_dir is None and cfg.serve.request_log:
         request_log_dir = Path(cfg.serve.request_log).expanduser()
-    model = StudentModel(local_model_dir(model_dir), cfg.serve, cfg.features, request_log_dir)
+    model = serving.StudentModel(
+        local_model_dir(model_dir), cfg.serve, cfg.features, request_log_dir
+    )
     model.load()
     kserve.model_server.RESTServer = _rest_server_bound_to(host, cfg.serve)
     log.info("serving %s on http://%s:%d", model.version, host, port)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pandas as pd
 from searchrel import metrics
 from searchrel.config import Config, ConfigError
 from searchrel.gitops import GATE_FILE
+from searchrel.serving import serving_model_module
 from searchrel.splits import split_of
 from searchrel.tables import read_table
 
@@ -35,20 +35,8 @@ def held_out_judgments(judgments_path: Path, cfg: Config) -> pd.DataFrame:
     return test.reset_index(drop=True)
 
 
-def _serving_model() -> Any:
-    """``searchrel.serving.model``, imported with an empty command line: kserve parses
-    sys.argv when first imported (argparse with prefix matching: our --config would read as its
-    --configure_logging)."""
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        import searchrel.serving.model as serving
-    finally:
-        sys.argv = argv
-    return serving
-
-
 def _inline(items: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    fields = [f for f in _serving_model().INLINE_FIELDS if f in items.columns]
+    fields = [f for f in serving_model_module().INLINE_FIELDS if f in items.columns]
     out: dict[str, dict[str, Any]] = {}
     for row in items[["item_id", *fields]].to_dict("records"):
         out[row.pop("item_id")] = {
@@ -63,7 +51,7 @@ def score_bundle(
     bundle: Path, held_out: pd.DataFrame, items: pd.DataFrame, cfg: Config
 ) -> dict[str, Any]:
     """Every held-out (query, item) through the bundle's own serving path; metrics of the lot."""
-    serving = _serving_model()
+    serving = serving_model_module()
 
     model = serving.StudentModel(bundle, cfg.serve, cfg.features)
     model.load()
