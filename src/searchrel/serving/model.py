@@ -311,9 +311,10 @@ class StudentModel(Model):
         request right there and a large one on the scoring thread. Requests are counted and
         timed by the HTTP middleware.
 
-        Why the split: a hand-off to a thread costs the request a GIL switch both ways (up to
-        ``sys.getswitchinterval()``, 5 ms, each), which doubled the p99 of 100-candidate
-        requests in bench/serving.py; a request of at most ``serve.offload_pairs`` pairs takes
+        Why the split: handing every request to the thread doubled the p99 of 100-candidate
+        requests in bench/serving.py (bench/results/serving_scoring_thread_always.json; the
+        likely cause, not measured, is waiting for the GIL, up to ``sys.getswitchinterval()``
+        = 5 ms, on each hand-off); a request of at most ``serve.offload_pairs`` pairs takes
         a few ms, so probes and scrapes never wait long behind it, and the large ones (up to
         ``serve.max_pairs``) no longer hold the loop. "Small" is one query, no inline items
         (each is embedded on the fly) and at most ``serve.offload_pairs`` pairs."""
