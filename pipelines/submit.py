@@ -22,6 +22,7 @@ from searchrel.config import ConfigError
 TOKEN_ENV = "KFP_TOKEN"  # a bearer token for the KFP API (e.g. behind Kubeflow's auth proxy)
 SERVICE_ACCOUNT = "searchrel-pipeline-runner"  # manifests/pipelines/rbac.yaml
 CRON_FIELDS = 6  # KFP's cron has seconds first: "0 0 3 * * *" is 03:00 every day
+MOUNTED_PATH_PARAMETERS = {"previous_labels"}  # read by tasks as files: a URI cannot work
 
 
 class SubmitError(ConfigError):
@@ -71,6 +72,12 @@ def pipeline_arguments(path: Path, params: dict[str, str], config_yaml: str) -> 
     )
     if missing:
         raise SubmitError(f"{path.stem} needs --param {'=... --param '.join(missing)}=...")
+    for name in sorted(set(arguments) & MOUNTED_PATH_PARAMETERS):
+        if "://" in str(arguments[name]):
+            raise SubmitError(
+                f"{name}={arguments[name]} is a URI; the tasks read it as a file path: mount "
+                f"the bucket as a volume and pass the path in it"
+            )
     return arguments
 
 

@@ -134,3 +134,18 @@ def test_a_bad_parameter_fails_before_the_drift_job_runs(tmp_path: Path) -> None
     )  # fmt: skip
     assert proc.returncode == 2 and "no parameter sorce" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_previous_labels_as_a_bucket_uri_is_refused_before_any_contact(tmp_path: Path) -> None:
+    """The label tasks read previous_labels as a file path; a gs:// value would only fail
+    inside every shard task, hours into the run."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchrel", "pipelines", "submit", "--host",
+         "http://127.0.0.1:9", "-p", "daily_distillation", "--param", "source=/data/day",
+         "--param", "teacher_uri=/models/teacher",
+         "--param", "previous_labels=gs://bucket/labels/2026-11-25"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "previous_labels=gs://bucket/labels/2026-11-25 is a URI" in proc.stderr
+    assert "Traceback" not in proc.stderr

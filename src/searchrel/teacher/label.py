@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -131,6 +132,11 @@ def load_previous(paths: Sequence[Path], levels: int) -> dict[LabelKey, list[flo
     """Earlier labels by (pair, input text, teacher): what may be copied instead of relabeled."""
     cache: dict[LabelKey, list[float]] = {}
     for path in paths:
+        if re.match(r"[A-Za-z][\w+.-]*:/", str(path)):  # gs://b/x arrives as Path("gs:/b/x")
+            raise ContractError(
+                f"previous labels {str(path).replace(':/', '://', 1)}: a URI; give a path this "
+                "task can read (e.g. the bucket mounted as a volume)"
+            )
         cache.update(labels_by_key(read_table(path, "teacher_labels", levels).table))
     return cache
 
