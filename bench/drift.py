@@ -78,7 +78,7 @@ def main() -> int:
     data = load_crowdflower(csvs, args.work_dir)
     j = data.judgments.reset_index(drop=True)
     cfg = load_config(overrides={"data": {"levels": K}})
-    embedder = Embedder(cfg.features.embedder, cfg.features.embed_batch_size)
+    embedder = Embedder.from_config(cfg.features)
     store_dir = args.work_dir / "item_store"
     if not (store_dir / "store.json").exists():
         build_item_store(data.items, None, embedder, cfg.features, store_dir)

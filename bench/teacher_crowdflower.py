@@ -262,7 +262,7 @@ class Runner:
         rows = self.rows(idx)
         item_ids = sorted(set(rows["item_id"]))
         queries = sorted(set(rows["query"]))
-        embedder = Embedder(self.cfg.features.embedder, self.cfg.features.embed_batch_size)
+        embedder = Embedder.from_config(self.cfg.features)
         if self.args.embed_max_length:
             embedder.model.max_seq_length = self.args.embed_max_length
         log.info("embedding %d items and %d queries", len(item_ids), len(queries))

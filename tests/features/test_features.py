@@ -45,7 +45,7 @@ def featurizer(tmp_path_factory: pytest.TempPathFactory) -> PairFeaturizer:
         ]
     )  # fmt: skip
     cfg = FeatureConfig()
-    embedder = Embedder(cfg.embedder)
+    embedder = Embedder.from_config(cfg)
     out = tmp_path_factory.mktemp("store")
     build_item_store(items, impressions, embedder, cfg, out)
     return PairFeaturizer(ItemStore(out), embedder, cfg)
@@ -121,7 +121,7 @@ def test_the_store_survives_a_round_trip(featurizer: PairFeaturizer, tmp_path: P
 
 def test_a_rebuilt_store_embeds_only_new_or_changed_items(tmp_path: Path) -> None:
     cfg = FeatureConfig()
-    embedder = Embedder(cfg.embedder)
+    embedder = Embedder.from_config(cfg)
     before = [_item("vase", "Blue ceramic vase"), _item("cake", "Chocolate layer cake"),
               _item("rug", "Wool rug")]  # fmt: skip
     first = build_item_store(pa.Table.from_pylist(before), None, embedder, cfg, tmp_path / "a")

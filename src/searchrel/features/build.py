@@ -52,9 +52,7 @@ def build_features(
     )
     impressions = read_table(impressions_path, "impressions") if impressions_path else None
 
-    embedder = Embedder(
-        cfg.features.embedder, cfg.features.embed_batch_size, cfg.features.query_cache_size
-    )
+    embedder = Embedder.from_config(cfg.features)
     build_item_store(
         items.table,
         impressions.table if impressions else None,

