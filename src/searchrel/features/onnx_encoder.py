@@ -53,13 +53,13 @@ def _library_versions() -> str:
 
 
 def _model_fingerprint(model_dir: Path) -> str:
-    """Names, sizes and modification times of the model's files, with the library versions:
-    a new checkpoint or a new exporter gives a new cache entry."""
-    h = hashlib.sha256(str(model_dir.resolve()).encode())
+    """The model's files (names and contents) and the library versions: a new checkpoint or a
+    new exporter gives a new cache entry; the same model reinstalled elsewhere reuses one."""
+    h = hashlib.sha256(_library_versions().encode())
     for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        st = f.stat()
-        h.update(f"{f.relative_to(model_dir)}:{st.st_size}:{st.st_mtime_ns}".encode())
-    h.update(_library_versions().encode())
+        h.update(str(f.relative_to(model_dir)).encode())
+        with f.open("rb") as stream:
+            h.update(hashlib.file_digest(stream, "sha256").digest())
     return h.hexdigest()[:32]
 
 
