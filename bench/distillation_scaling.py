@@ -299,21 +299,37 @@ def main() -> int:
         fn()
         return time.perf_counter() - t
 
+    def encoder_ms_per_query(embedder: Embedder) -> float:
+        """One test query at a time through the encoder alone (cache cleared)."""
+        embedder.clear_cache()
+        t = time.perf_counter()
+        for query, _ in by_query:
+            embedder.encode_query(query)
+        return round((time.perf_counter() - t) / by_query.ngroups * 1000, 2)
+
     # Baseline in the same run: the same student with the query encoder in eager PyTorch.
     served_embedder = featurizer.embedder
-    featurizer.embedder = Embedder.from_config(
+    pytorch_embedder = Embedder.from_config(
         cfg.features.model_copy(update={"embed_runtime": "torch"})
     )
+    featurizer.embedder = pytorch_embedder
     student_per_query()  # warm-up: first calls pay one-off allocation costs
     pytorch_per_query_s = timed(student_per_query)
     featurizer.embedder = served_embedder
     student_per_query()
+    onnx = getattr(served_embedder, "_onnx", None)
+    encoder = {
+        "runtime": served_embedder.runtime,
+        "ms_per_query": encoder_ms_per_query(served_embedder),
+        "pytorch_ms_per_query": encoder_ms_per_query(pytorch_embedder),
+        "max_abs_diff_vs_pytorch_on_probes": onnx.max_abs_diff if onnx is not None else None,
+    }
     n_pairs = len(test_idx)
     speed: dict[str, Any] = {
         "pairs": n_pairs,
         "queries": int(by_query.ngroups),
         "threads": torch.get_num_threads(),
-        "query_encoder_runtime": served_embedder.runtime,
+        "query_encoder": encoder,
         "per_query": {
             "student_seconds": round(timed(student_per_query), 3),
             "teacher_seconds": round(timed(teacher_per_query), 3),

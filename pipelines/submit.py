@@ -18,6 +18,7 @@ import yaml
 
 from pipelines.catalog import COMPILED_DIR, PIPELINES
 from searchrel.config import ConfigError
+from searchrel.model_source import is_uri
 
 TOKEN_ENV = "KFP_TOKEN"  # a bearer token for the KFP API (e.g. behind Kubeflow's auth proxy)
 SERVICE_ACCOUNT = "searchrel-pipeline-runner"  # manifests/pipelines/rbac.yaml
@@ -73,10 +74,10 @@ def pipeline_arguments(path: Path, params: dict[str, str], config_yaml: str) -> 
     if missing:
         raise SubmitError(f"{path.stem} needs --param {'=... --param '.join(missing)}=...")
     for name in sorted(set(arguments) & MOUNTED_PATH_PARAMETERS):
-        if "://" in str(arguments[name]):
+        if is_uri(arguments[name]):
             raise SubmitError(
-                f"{name}={arguments[name]} is a URI; the tasks read it as a file path: mount "
-                f"the bucket as a volume and pass the path in it"
+                f"{name}={arguments[name]} is a URI; the tasks read it as a local path (a "
+                f"volume mounted in them, e.g. a PVC added with kfp-kubernetes)"
             )
     return arguments
 

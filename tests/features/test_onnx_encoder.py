@@ -55,6 +55,7 @@ def test_a_shorter_max_seq_length_truncates_as_in_pytorch(
 ) -> None:
     long = ["a hand-thrown blue ceramic vase for the mantel with a speckled glaze"]
     full = onnx.encode(long)
+    before = [e.model.max_seq_length for e in (onnx, torch_embedder)]
     for e in (onnx, torch_embedder):
         e.model.max_seq_length = 6
     try:
@@ -62,8 +63,8 @@ def test_a_shorter_max_seq_length_truncates_as_in_pytorch(
         np.testing.assert_allclose(short, torch_embedder.encode(long), atol=1e-5)
         assert not np.allclose(short, full, atol=1e-3)
     finally:
-        for e in (onnx, torch_embedder):
-            e.model.max_seq_length = 256
+        for e, length in zip((onnx, torch_embedder), before, strict=True):
+            e.model.max_seq_length = length
 
 
 def test_the_exported_graph_is_kept_and_loaded_without_exporting_again(
@@ -72,6 +73,7 @@ def test_the_exported_graph_is_kept_and_loaded_without_exporting_again(
     graphs = list(cache.glob("*.onnx"))
     assert len(graphs) == 1 and graphs[0].stat().st_size > 10_000_000
     assert not list(cache.glob(".*.tmp"))
+    assert graphs[0].stat().st_mode & 0o777 == 0o644  # readable by a server under another UID
 
     def no_export(*_: object) -> bytes:
         raise AssertionError("exported again although the cache holds the graph")
@@ -133,3 +135,31 @@ def test_the_numpy_encoder_has_no_onnx_graph() -> None:
     with pytest.raises(ValueError, match="has no ONNX graph"):
         Embedder(USE_MULTILINGUAL, runtime="onnxruntime")
     assert Embedder(USE_MULTILINGUAL).runtime == "numpy"
+
+
+def test_a_model_that_is_not_a_local_directory_is_exported_in_memory_not_cached(
+    onnx: Embedder, tmp_path: Path
+) -> None:
+    """A hub id has no files to key a cache entry on: sharing one entry between hub models
+    would load one model's graph for another."""
+    encoder = onnx_encoder.OnnxSentenceEncoder(onnx.model, Path("org/model"), tmp_path, 1)
+    assert encoder.path is None and not list(tmp_path.iterdir())
+    np.testing.assert_allclose(encoder.encode(TEXTS[:2]), onnx.encode(TEXTS[:2]), atol=1e-6)
+
+
+def test_a_graph_found_in_a_read_only_graph_directory_is_used_and_never_written(
+    onnx: Embedder, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "bundle"
+    saved = onnx.save_onnx_graph(bundle)
+    assert saved is not None and saved.parent == bundle
+
+    def no_export(*_: object) -> bytes:
+        raise AssertionError("exported although the bundle holds the graph")
+
+    monkeypatch.setattr(onnx_encoder, "_export", no_export)
+    elsewhere = tmp_path / "empty-cache"
+    e = Embedder(MINILM, runtime="onnxruntime", onnx_cache_dir=str(elsewhere),
+                 onnx_graph_dirs=[bundle])  # fmt: skip
+    assert e.runtime == "onnxruntime" and not elsewhere.exists()
+    np.testing.assert_array_equal(e.encode(TEXTS[:3]), onnx.encode(TEXTS[:3]))

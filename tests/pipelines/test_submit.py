@@ -147,5 +147,8 @@ def test_previous_labels_as_a_bucket_uri_is_refused_before_any_contact(tmp_path:
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
-    assert "previous_labels=gs://bucket/labels/2026-11-25 is a URI" in proc.stderr
+    assert (
+        "previous_labels=gs://bucket/labels/2026-11-25 is a URI; the tasks read it as a local path"
+        in proc.stderr
+    )
     assert "Traceback" not in proc.stderr

@@ -21,14 +21,18 @@ def created_series() -> dict[str, float]:
 
 
 def test_a_reload_replaces_the_served_models_export_time() -> None:
-    metrics.record_model("searchrel-student", "student-aaaaaaaaaaaa", 1_700_000_000.0, 3)
+    metrics.record_model(
+        "searchrel-student", "student-aaaaaaaaaaaa", 1_700_000_000.0, 3, "onnxruntime"
+    )
     assert created_series() == {"student-aaaaaaaaaaaa": 1_700_000_000.0}
-    metrics.record_model("searchrel-student", "student-bbbbbbbbbbbb", 1_800_000_000.0, 3)
+    metrics.record_model(
+        "searchrel-student", "student-bbbbbbbbbbbb", 1_800_000_000.0, 3, "onnxruntime"
+    )
     assert created_series() == {"student-bbbbbbbbbbbb": 1_800_000_000.0}
 
 
 def test_a_bundle_without_an_export_time_publishes_no_age() -> None:
-    metrics.record_model("searchrel-student", "student-cccccccccccc", None, 3)
+    metrics.record_model("searchrel-student", "student-cccccccccccc", None, 3, "onnxruntime")
     assert created_series() == {}
 
 

@@ -257,5 +257,7 @@ def test_collecting_fanned_out_shards_needs_every_shard(
 def test_previous_labels_given_as_a_bucket_uri_fail_with_one_clear_line() -> None:
     from searchrel.teacher.label import load_previous
 
-    with pytest.raises(ContractError, match=r"gs://bucket/labels/2026-11-25: a URI; give a path"):
+    with pytest.raises(
+        ContractError, match=r"gs://bucket/labels/2026-11-25: a URI; the labeler reads a local path"
+    ):
         load_previous([Path("gs://bucket/labels/2026-11-25")], 5)

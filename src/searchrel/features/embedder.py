@@ -48,7 +48,9 @@ class Embedder:
     ``runtime`` (sentence-transformers models): ``auto`` runs ONNX Runtime on CPU when the
     exported graph matches PyTorch on probe texts (else PyTorch, with a warning) and PyTorch on
     GPU; ``onnxruntime`` insists on it (an error where it cannot run); ``torch`` never uses it.
-    ``self.runtime`` says which one encodes. ``onnx_cache_dir`` keeps exported graphs.
+    ``self.runtime`` says which one encodes. ``onnx_cache_dir`` keeps exported graphs (None:
+    ``FeatureConfig``'s default; "": none kept); ``onnx_graph_dirs`` are searched first and
+    never written (a student bundle's graph).
     """
 
     def __init__(
@@ -57,7 +59,8 @@ class Embedder:
         batch_size: int = 64,
         cache_size: int = 4096,
         runtime: EmbedRuntime = "auto",
-        onnx_cache_dir: str = "",
+        onnx_cache_dir: str | None = None,
+        onnx_graph_dirs: Sequence[Path] = (),
     ):
         self.source = source
         self.batch_size = batch_size
@@ -76,8 +79,15 @@ class Embedder:
             model_dir = resolve_model_source(source)
             self.model = SentenceTransformer(model_dir, device=device)
             self.runtime = "torch"
-            if runtime == "onnxruntime" or (runtime == "auto" and device == "cpu"):
-                self._onnx = self._onnx_encoder(Path(model_dir), onnx_cache_dir, runtime)
+            if runtime == "onnxruntime" and device != "cpu":
+                raise ValueError(
+                    "embed_runtime onnxruntime runs on the CPU; this machine has a GPU: use "
+                    "auto (PyTorch on the GPU) or torch"
+                )
+            if runtime != "torch" and device == "cpu":
+                self._onnx = self._onnx_encoder(
+                    Path(model_dir), onnx_cache_dir, onnx_graph_dirs, runtime
+                )
                 self.runtime = "onnxruntime" if self._onnx is not None else "torch"
         self.dim = int(self.model.get_embedding_dimension() or 0)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -87,30 +97,51 @@ class Embedder:
         self.cache_misses = 0
 
     @classmethod
-    def from_config(cls, cfg: FeatureConfig, source: str | None = None) -> Embedder:
+    def from_config(
+        cls, cfg: FeatureConfig, source: str | None = None, onnx_graph_dirs: Sequence[Path] = ()
+    ) -> Embedder:
         """The encoder ``cfg`` describes (``source`` overrides ``cfg.embedder``, e.g. the one an
-        item store was built with)."""
+        item store was built with; ``onnx_graph_dirs`` are searched for an exported graph
+        before the cache, and never written, e.g. a student bundle's)."""
         return cls(
             source or cfg.embedder,
             cfg.embed_batch_size,
             cfg.query_cache_size,
             cfg.embed_runtime,
             cfg.onnx_cache_dir,
+            onnx_graph_dirs,
         )
 
-    def _onnx_encoder(self, model_dir: Path, cache_dir: str, runtime: EmbedRuntime) -> Any:
+    def _onnx_encoder(
+        self,
+        model_dir: Path,
+        cache_dir: str | None,
+        graph_dirs: Sequence[Path],
+        runtime: EmbedRuntime,
+    ) -> Any:
         import torch
 
         from searchrel.features.onnx_encoder import OnnxSentenceEncoder, OnnxUnavailable
 
+        if cache_dir is None:
+            from searchrel.config import FeatureConfig
+
+            cache_dir = FeatureConfig().onnx_cache_dir
         cache = Path(cache_dir).expanduser() if cache_dir else None
         try:
-            return OnnxSentenceEncoder(self.model, model_dir, cache, torch.get_num_threads())
+            return OnnxSentenceEncoder(
+                self.model, model_dir, cache, torch.get_num_threads(), graph_dirs
+            )
         except OnnxUnavailable as exc:
             if runtime == "onnxruntime":
                 raise ValueError(f"embed_runtime onnxruntime: {exc}") from exc
             log.warning("embedding with PyTorch, not ONNX Runtime: %s", exc)
             return None
+
+    def save_onnx_graph(self, directory: Path) -> Path | None:
+        """Copy the exported encoder graph into ``directory`` (a student bundle), where a loader
+        given it as ``onnx_cache_dir`` finds it; None when there is no cached graph to copy."""
+        return self._onnx.save_into(directory) if self._onnx is not None else None
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if not texts:

@@ -1,11 +1,12 @@
 """A sentence-transformers text encoder run by ONNX Runtime on CPU.
 
-Why: one short query through all-MiniLM-L6-v2 takes ~9 ms in eager PyTorch on 2 cores, and
-that one embedding is most of the student's cost for a query not in the cache. ONNX Runtime runs
-the same graph in ~2-3 ms with the same vectors (max abs difference ~1e-7); bench/
-distillation_scaling.py measures both in one run.
-The graph is exported once per model and library versions and kept in a cache directory; every
-load checks it against PyTorch on probe texts and refuses it when they differ.
+Why: one short query through all-MiniLM-L6-v2 is slow in eager PyTorch on a few cores, and
+that one embedding is most of the student's cost for a query not in the cache; ONNX Runtime
+runs the same graph faster with the same vectors (docs/RESULTS.md, "Distillation on real
+labels", measured by bench/distillation_scaling.py in one run). The graph is exported once per
+model and library versions and kept in a cache directory (the student bundle carries one for
+the server); every load checks it against PyTorch on probe texts and refuses it when they
+differ.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ import torch
 log = logging.getLogger(__name__)
 
 # Module layouts this exporter reproduces exactly; anything else stays on PyTorch.
-SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
+SUPPORTED_LAYOUTS = (("Transformer", "Pooling"), ("Transformer", "Pooling", "Normalize"))
 PROBE_TEXTS = [
     "red leather boots",
     "a much longer query about a vintage mid-century modern teak sideboard with brass handles",
     "Crème brûlée 日本語 ümlaut",
 ]
 TOLERANCE = 1e-4  # max abs difference from PyTorch accepted on the probe texts
-_LIBRARIES = ("torch", "transformers", "sentence-transformers", "onnxscript", "onnxruntime")
+# What the exported graph depends on (the runtime that loads it is checked at every load).
+_LIBRARIES = ("torch", "transformers", "sentence-transformers", "onnxscript", "onnx", "onnx-ir")
 
 
 class OnnxUnavailable(Exception):
@@ -133,6 +135,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            # mkstemp makes the file 0600; a cache shared with other users (a volume, an image
+            # layer, a bundle served by another UID) must be readable by them.
+            os.fchmod(f.fileno(), 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -142,40 +147,80 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class OnnxSentenceEncoder:
     """``encode(texts)`` like the SentenceTransformer ``st`` (normalised float32 vectors), run by
     ONNX Runtime with ``threads`` intra-op threads. ``cache_dir`` keeps the exported graph
-    (None: exported in memory on every load)."""
+    (None, or a model that is not a local directory: exported in memory on every load)."""
 
-    def __init__(self, st: Any, model_dir: Path, cache_dir: Path | None, threads: int):
+    def __init__(
+        self,
+        st: Any,
+        model_dir: Path,
+        cache_dir: Path | None,
+        threads: int,
+        graph_dirs: Sequence[Path] = (),
+    ):
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise OnnxUnavailable(f"onnxruntime is not installed ({exc})") from exc
-        layout = [type(m).__name__ for m in st]
-        if layout[:2] != ["Transformer", "Pooling"] or not set(layout) <= SUPPORTED_MODULES:
-            raise OnnxUnavailable(f"modules {layout} are not Transformer, Pooling[, Normalize]")
+        layout = tuple(type(m).__name__ for m in st)
+        if layout not in SUPPORTED_LAYOUTS:
+            raise OnnxUnavailable(
+                f"modules {list(layout)} are not Transformer, Pooling[, Normalize]"
+            )
         self._st = st
         self._ort = ort
         self._threads = max(1, threads)
         self._dim = int(st.get_embedding_dimension())
-        self.path = cache_dir / f"{_model_fingerprint(model_dir)}.onnx" if cache_dir else None
-        self.session = self._load()
-        self.max_abs_diff = self._check()
+        self.path: Path | None = None  # where the graph is cached (written after an export)
+        self._found: Path | None = None  # where it was read from
+        try:
+            if model_dir.is_dir():  # a hub id has no files to key a cache entry on
+                name = f"{_model_fingerprint(model_dir)}.onnx"
+                self.path = cache_dir / name if cache_dir is not None else None
+                candidates = [d / name for d in graph_dirs] + ([self.path] if self.path else [])
+                self._found = next((c for c in candidates if c.is_file()), None)
+            self.session = self._load()
+            try:
+                self.max_abs_diff = self._check()
+            except OnnxUnavailable:
+                if not self._from_cache:
+                    raise
+                # A cached graph that disagrees (written by another build): replace it once.
+                log.warning("re-exporting the ONNX encoder: %s disagrees", self._found)
+                self.session = self._load(use_cache=False)
+                self.max_abs_diff = self._check()
+        except OnnxUnavailable:
+            raise
+        except Exception as exc:  # unreadable cache, a graph ORT cannot run: never fatal
+            raise OnnxUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    def save_into(self, directory: Path) -> Path | None:
+        """Copy the graph into ``directory`` under its cache name, where a loader given
+        ``directory`` in ``graph_dirs`` finds it (a student bundle); None if not on disk."""
+        source = self._found if self._from_cache else self.path
+        if source is None or not source.is_file():
+            return None
+        target = directory / source.name
+        _write_atomic(target, source.read_bytes())
+        return target
 
     def _session(self, graph: bytes | str) -> Any:
         options = self._ort.SessionOptions()
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         # Idle worker threads sleep instead of spinning: spinning threads took the cores from
-        # the torch ops that follow each query (student per query 0.55 s -> 0.25 s for 52
-        # CrowdFlower queries on 2 cores, a profile while this was written).
+        # the torch ops that follow each query (docs/RESULTS.md, "Distillation on real labels").
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return self._ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
-    def _load(self) -> Any:
-        if self.path is not None and self.path.exists():
+    def _load(self, use_cache: bool = True) -> Any:
+        self._from_cache = False
+        if use_cache and self._found is not None:
             try:
-                return self._session(str(self.path))
+                session = self._session(str(self._found))
+                self._from_cache = True
+                return session
             except Exception as exc:  # a truncated or foreign file: export again
-                log.warning("re-exporting the ONNX encoder: %s unreadable (%s)", self.path, exc)
+                log.warning("re-exporting the ONNX encoder: %s unreadable (%s)", self._found, exc)
         try:
             graph = _export(self._st)
         except OnnxUnavailable:
@@ -190,13 +235,15 @@ class OnnxSentenceEncoder:
             try:
                 _write_atomic(self.path, graph)
                 log.info("exported the ONNX encoder to %s", self.path)
-            except OSError as exc:  # a read-only home: run from memory
+            except OSError as exc:  # a read-only home or bundle: run from memory
                 log.warning("ONNX encoder not cached (%s)", exc)
         return session
 
     def _check(self) -> float:
         """Probe texts, one at a time and as one padded batch, against PyTorch."""
-        expected = self._st.encode(PROBE_TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+        expected = self._st.encode(
+            PROBE_TEXTS, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         got = [self.encode(PROBE_TEXTS), *(self.encode([t]) for t in PROBE_TEXTS)]
         diff = max(
             float(np.abs(g - (expected if len(g) > 1 else expected[i - 1 : i])).max())

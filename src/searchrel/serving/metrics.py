@@ -45,10 +45,16 @@ MODEL_CREATED = Gauge(
 )
 
 
-def record_model(model: str, version: str, created: float | None, items: int) -> None:
-    """Publish what is served; a bundle without an export time publishes no age at all (a
-    made-up one, such as the file's mtime after a download, would hide a stale model)."""
-    MODEL_INFO.info({"model": model, "version": version, "items": str(items)})
+def record_model(
+    model: str, version: str, created: float | None, items: int, query_encoder: str
+) -> None:
+    """Publish what is served, with what runs its query encoder (onnxruntime, torch: a server
+    that fell back to torch pays more per uncached query); a bundle without an export time
+    publishes no age at all (a made-up one, such as the file's mtime after a download, would
+    hide a stale model)."""
+    MODEL_INFO.info(
+        {"model": model, "version": version, "items": str(items), "query_encoder": query_encoder}
+    )
     MODEL_CREATED.clear()  # a reload must not leave the previous version's series behind
     if created is not None:
         MODEL_CREATED.labels(model_version=version).set(created)

@@ -36,7 +36,7 @@ from searchrel.schema import SCALAR_FEATURES
 from searchrel.serving import metrics
 from searchrel.serving.cloudevents import CloudEventSink
 from searchrel.student.model import ExportedStudent
-from searchrel.student.train import BUNDLE_STORE_DIR
+from searchrel.student.train import BUNDLE_ENCODER_DIR, BUNDLE_STORE_DIR
 
 log = logging.getLogger(__name__)
 DEFAULT_LOCALE = "und"  # BCP 47 "undetermined", when a request names no locale
@@ -84,7 +84,11 @@ class StudentModel(Model):
         """Ready only once the exported student and the item store are both loaded."""
         self.student = ExportedStudent(self.model_dir)
         self.store = ItemStore(self.model_dir / BUNDLE_STORE_DIR)
-        self.embedder = Embedder.from_config(self.feature_cfg, self.store.embedder_source)
+        self.embedder = Embedder.from_config(
+            self.feature_cfg,
+            self.store.embedder_source,
+            onnx_graph_dirs=[self.model_dir / BUNDLE_ENCODER_DIR],
+        )
         self.featurizer = PairFeaturizer(self.store, self.embedder, self.feature_cfg)
         self.version = self.student.meta.version
         # Scoring runs here, one request at a time (torch uses its own threads within one), so
@@ -99,7 +103,9 @@ class StudentModel(Model):
         created = self.student.meta.created_timestamp()
         if created is None:
             log.warning("%s records no export time: its age is not exported", self.model_dir)
-        metrics.record_model(self.name, self.version, created, len(self.store))
+        metrics.record_model(
+            self.name, self.version, created, len(self.store), self.embedder.runtime
+        )
         self.ready = True
         log.info(
             "loaded %s (%d items) from %s; query encoder on %s",

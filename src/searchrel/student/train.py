@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from searchrel.config import Config, StudentConfig
+from searchrel.features.embedder import Embedder
 from searchrel.features.store import ItemStore
 from searchrel.schema import SCALAR_FEATURES
 from searchrel.student.dataset import FeatureRows, load_feature_rows
@@ -25,6 +26,7 @@ from searchrel.student.model import ExportedStudent, StudentMeta, StudentNet, ex
 
 log = logging.getLogger(__name__)
 BUNDLE_STORE_DIR = "item_store"  # where the server looks for the store inside the bundle
+BUNDLE_ENCODER_DIR = "query_encoder"  # the exported ONNX query encoder, when there is one
 
 
 def row_weights(rows: FeatureRows, human_weight: float) -> np.ndarray:
@@ -119,6 +121,10 @@ def train_student(
     meta = export_student(net, meta, out_dir)
     # The serving bundle is self-contained: the student and the item store it reads.
     shutil.copytree(store_dir, out_dir / BUNDLE_STORE_DIR, dirs_exist_ok=True)
+    # and the query encoder's ONNX graph, so that a new server pod need not export it again.
+    encoder_graph = Embedder.from_config(cfg.features, store.embedder_source).save_onnx_graph(
+        out_dir / BUNDLE_ENCODER_DIR
+    )
     # The exported program must give what the trained network gives.
     exported = ExportedStudent(out_dir)
     with torch.inference_mode():
@@ -135,6 +141,7 @@ def train_student(
         "epochs_run": len(history),
         "best_val_loss": best,
         "export_max_abs_diff": max_diff,
+        "query_encoder_graph": encoder_graph.name if encoder_graph else None,
         "in_dim": meta.in_dim,
         "parameters": sum(p.numel() for p in net.parameters()),
         "seconds": round(time.perf_counter() - started, 1),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from searchrel.config import Config
+from searchrel.model_source import is_uri
 from searchrel.pairs import join_items
 from searchrel.schema import LABEL_FAILURES, TEACHER_LABELS
 from searchrel.tables import ContractError, read_table, validate, write_quarantine
@@ -132,10 +132,10 @@ def load_previous(paths: Sequence[Path], levels: int) -> dict[LabelKey, list[flo
     """Earlier labels by (pair, input text, teacher): what may be copied instead of relabeled."""
     cache: dict[LabelKey, list[float]] = {}
     for path in paths:
-        if re.match(r"[A-Za-z][\w+.-]*:/", str(path)):  # gs://b/x arrives as Path("gs:/b/x")
+        if is_uri(path):
             raise ContractError(
-                f"previous labels {str(path).replace(':/', '://', 1)}: a URI; give a path this "
-                "task can read (e.g. the bucket mounted as a volume)"
+                f"previous labels {str(path).replace(':/', '://', 1)}: a URI; the labeler reads "
+                "a local path (a volume mounted in the task, e.g. a PVC)"
             )
         cache.update(labels_by_key(read_table(path, "teacher_labels", levels).table))
     return cache

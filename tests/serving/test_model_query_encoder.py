@@ -1,0 +1,41 @@
+"""The student bundle carries the query encoder's ONNX graph: a new server pod loads it and
+does not pay an export (a pod's home directory, the usual cache, starts empty)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from searchrel.config import FeatureConfig, ServeConfig
+from searchrel.features import onnx_encoder
+from searchrel.serving import serving_model_module
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_server_runs_the_bundles_query_encoder_graph_without_exporting(
+    local_run: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    student = Path(local_run["outputs"]["student"])
+    graphs = list((student / "query_encoder").glob("*.onnx"))
+    assert len(graphs) == 1
+
+    def no_export(*_: object) -> bytes:
+        raise AssertionError("the server exported although the bundle holds the graph")
+
+    monkeypatch.setattr(onnx_encoder, "_export", no_export)
+    empty_cache = tmp_path / "cache"
+    model = serving_model_module().StudentModel(
+        student, ServeConfig(), FeatureConfig(onnx_cache_dir=str(empty_cache))
+    )
+    assert model.load()
+    assert model.embedder.runtime == "onnxruntime" and not empty_cache.exists()
+    ids = pq.read_table(student / "item_store" / "item_features.parquet").column("item_id")
+    request = {
+        "instances": [{"query": "a query no cache has seen", "item_ids": ids[:3].to_pylist()}]
+    }
+    reply = asyncio.run(model.predict(request))
+    assert len(reply["predictions"][0]["scores"]) == 3
