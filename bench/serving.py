@@ -87,6 +87,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="per latency/throughput point")
     p.add_argument("--sustained", type=float, default=60.0, help="the no-5xx run, seconds")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serving.json")
+    p.add_argument("--config", type=Path, help="the server's YAML config (default: built-in)")
     args = p.parse_args()
     run = args.run_dir or newest_run()
     student, teacher = run / "student-train" / "student", run / "teacher-train" / "teacher"
@@ -100,7 +101,8 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "searchrel", "serve", "--model-dir", str(student),
-         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--port", str(port), *(["--config", str(args.config)] if args.config else [])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     result: dict[str, Any] = {
         "command": "python bench/serving.py " + shlex.join(sys.argv[1:]),
