@@ -159,6 +159,10 @@ def main() -> int:
         "human_train_pairs": len(h_train),
         "human_val_pairs": len(h_val),
         "unlabeled_pool_pairs": len(pool_idx),
+        # accuracy of always answering the test pairs' most common level
+        "test_prior_accuracy": round(
+            float(j["label"].iloc[spec.test_idx].value_counts(normalize=True).max()), 4
+        ),
     }
     log.info("split: %s", info)
 

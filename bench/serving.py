@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,11 @@ def main() -> int:
     }
     try:
         wait_ready(base, MODEL, proc, timeout=180)
+        # which runtime the server's query encoder runs on, as the server itself reports it
+        info = re.search(
+            r'query_encoder="([^"]+)"', urllib.request.urlopen(base + "/metrics").read().decode()
+        )
+        result["server_query_encoder"] = info.group(1) if info else None
         url = base + V1
         load(url, bodies(item_ids, queries, 10, 50, 0), 4, 3)  # warm-up: caches, allocator
         result["latency_by_candidates"] = {

@@ -147,12 +147,13 @@ def test_a_model_that_is_not_a_local_directory_is_exported_in_memory_not_cached(
     np.testing.assert_allclose(encoder.encode(TEXTS[:2]), onnx.encode(TEXTS[:2]), atol=1e-6)
 
 
-def test_a_graph_found_in_a_read_only_graph_directory_is_used_and_never_written(
-    onnx: Embedder, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_graph_in_a_graph_directory_is_used_and_the_directory_left_as_it_was(
+    onnx: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bundle = tmp_path / "bundle"
     saved = onnx.save_onnx_graph(bundle)
     assert saved is not None and saved.parent == bundle
+    before = {p.name: p.read_bytes() for p in bundle.iterdir()}
 
     def no_export(*_: object) -> bytes:
         raise AssertionError("exported although the bundle holds the graph")
@@ -163,3 +164,49 @@ def test_a_graph_found_in_a_read_only_graph_directory_is_used_and_never_written(
                  onnx_graph_dirs=[bundle])  # fmt: skip
     assert e.runtime == "onnxruntime" and not elsewhere.exists()
     np.testing.assert_array_equal(e.encode(TEXTS[:3]), onnx.encode(TEXTS[:3]))
+    assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+
+
+def test_a_bundled_graph_that_disagrees_is_replaced_by_an_export_kept_in_the_cache_not_the_bundle(
+    onnx: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "bundle"
+    onnx.save_onnx_graph(bundle)
+    before = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    real_check, real_export = onnx_encoder.OnnxSentenceEncoder._check, onnx_encoder._export
+    calls = {"check": 0, "export": 0}
+
+    def check_fails_once(self: onnx_encoder.OnnxSentenceEncoder) -> float:
+        calls["check"] += 1
+        if calls["check"] == 1:
+            raise onnx_encoder.OnnxUnavailable("ONNX vectors differ from PyTorch (simulated)")
+        return real_check(self)
+
+    def counted_export(st: object) -> bytes:
+        calls["export"] += 1
+        return real_export(st)
+
+    monkeypatch.setattr(onnx_encoder.OnnxSentenceEncoder, "_check", check_fails_once)
+    monkeypatch.setattr(onnx_encoder, "_export", counted_export)
+    cache = tmp_path / "cache"
+    e = Embedder(MINILM, runtime="onnxruntime", onnx_cache_dir=str(cache),
+                 onnx_graph_dirs=[bundle])  # fmt: skip
+    assert e.runtime == "onnxruntime" and calls == {"check": 2, "export": 1}
+    assert [p.name for p in cache.glob("*.onnx")] == list(before)  # same name, fresh export
+    assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+
+
+def test_an_encoder_with_no_cache_still_writes_its_graph_into_a_bundle(
+    onnx: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_memory = Embedder(MINILM, runtime="onnxruntime", onnx_cache_dir="")
+    bundle = tmp_path / "bundle"
+    saved = in_memory.save_onnx_graph(bundle)
+    assert saved is not None and saved.stat().st_size > 10_000_000
+
+    def no_export(*_: object) -> bytes:
+        raise AssertionError("exported although the bundle holds the graph")
+
+    monkeypatch.setattr(onnx_encoder, "_export", no_export)
+    served = Embedder(MINILM, runtime="onnxruntime", onnx_cache_dir="", onnx_graph_dirs=[bundle])
+    np.testing.assert_array_equal(served.encode(TEXTS[:3]), onnx.encode(TEXTS[:3]))

@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from searchrel.config import FeatureConfig, ServeConfig
 from searchrel.features import onnx_encoder
 from searchrel.serving import serving_model_module
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU PyTorch encodes queries"),
+]
 
 
 def test_the_server_runs_the_bundles_query_encoder_graph_without_exporting(
@@ -39,3 +43,14 @@ def test_the_server_runs_the_bundles_query_encoder_graph_without_exporting(
     }
     reply = asyncio.run(model.predict(request))
     assert len(reply["predictions"][0]["scores"]) == 3
+
+
+def test_no_graph_is_bundled_where_the_server_would_not_run_one(tmp_path: Path) -> None:
+    from searchrel.config import load_config
+    from searchrel.features.embedder import USE_MULTILINGUAL
+    from searchrel.student.train import BUNDLE_ENCODER_DIR, bundle_query_encoder
+
+    torch_cfg = load_config(overrides={"features": {"embed_runtime": "torch"}})
+    assert bundle_query_encoder(torch_cfg, torch_cfg.features.embedder, tmp_path) is None
+    assert bundle_query_encoder(load_config(), USE_MULTILINGUAL, tmp_path) is None
+    assert not (tmp_path / BUNDLE_ENCODER_DIR).exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import torch
 
 from searchrel.config import ServeConfig
 from searchrel.request_log import read_request_log
@@ -162,7 +163,8 @@ def test_metrics_count_requests_by_status(server: RunningServer) -> None:
     assert 'searchrel_requests_total{protocol="v1",status="400"}' in text
     assert "searchrel_request_latency_seconds_bucket" in text
     assert "searchrel_model_info" in text
-    assert 'query_encoder="onnxruntime"' in text  # on this CPU the graph runs on ONNX Runtime
+    encoder = "torch" if torch.cuda.is_available() else "onnxruntime"  # CPU: ONNX Runtime
+    assert f'query_encoder="{encoder}"' in text
 
 
 def test_every_scoring_request_is_counted_by_status_whatever_rejected_it(

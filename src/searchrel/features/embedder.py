@@ -139,8 +139,8 @@ class Embedder:
             return None
 
     def save_onnx_graph(self, directory: Path) -> Path | None:
-        """Copy the exported encoder graph into ``directory`` (a student bundle), where a loader
-        given it as ``onnx_cache_dir`` finds it; None when there is no cached graph to copy."""
+        """Write the encoder's ONNX graph into ``directory`` (a student bundle), where a loader
+        given it in ``onnx_graph_dirs`` finds it; None when this encoder runs no ONNX graph."""
         return self._onnx.save_into(directory) if self._onnx is not None else None
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:

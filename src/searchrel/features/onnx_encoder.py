@@ -170,38 +170,75 @@ class OnnxSentenceEncoder:
         self._ort = ort
         self._threads = max(1, threads)
         self._dim = int(st.get_embedding_dimension())
-        self.path: Path | None = None  # where the graph is cached (written after an export)
-        self._found: Path | None = None  # where it was read from
+        self.path: Path | None = None  # where an exported graph is cached
+        self.source: Path | None = None  # the file the running graph was read from, if any
+        self._graph: bytes | None = None  # an exported graph kept nowhere on disk
         try:
-            if model_dir.is_dir():  # a hub id has no files to key a cache entry on
-                name = f"{_model_fingerprint(model_dir)}.onnx"
-                self.path = cache_dir / name if cache_dir is not None else None
-                candidates = [d / name for d in graph_dirs] + ([self.path] if self.path else [])
-                self._found = next((c for c in candidates if c.is_file()), None)
-            self.session = self._load()
-            try:
-                self.max_abs_diff = self._check()
-            except OnnxUnavailable:
-                if not self._from_cache:
-                    raise
-                # A cached graph that disagrees (written by another build): replace it once.
-                log.warning("re-exporting the ONNX encoder: %s disagrees", self._found)
-                self.session = self._load(use_cache=False)
-                self.max_abs_diff = self._check()
+            candidates = self._candidates(model_dir, cache_dir, graph_dirs)
+            for found in candidates:  # the first that loads and agrees with PyTorch
+                try:
+                    self.session = self._session(str(found))
+                    self.max_abs_diff = self._check()
+                    self.source = found
+                    return
+                except Exception as exc:  # truncated, foreign or disagreeing: try the next
+                    log.warning("not using the ONNX encoder %s: %s", found, exc)
+            self._export_checked()
         except OnnxUnavailable:
             raise
-        except Exception as exc:  # unreadable cache, a graph ORT cannot run: never fatal
+        except Exception as exc:  # an unreadable cache, a graph ORT cannot run: never fatal
             raise OnnxUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
+    def _candidates(
+        self, model_dir: Path, cache_dir: Path | None, graph_dirs: Sequence[Path]
+    ) -> list[Path]:
+        """Graph files to try, in order: this model's name in ``graph_dirs`` (a bundle), any
+        other graph there (exported by other library versions: the check decides), then the
+        cache. A hub id has no local files to key a cache entry on: no cache for it."""
+        names: list[Path] = []
+        if model_dir.is_dir():
+            name = f"{_model_fingerprint(model_dir)}.onnx"
+            self.path = cache_dir / name if cache_dir is not None else None
+            names = [d / name for d in graph_dirs]
+        others = [g for d in graph_dirs if d.is_dir() for g in sorted(d.glob("*.onnx"))]
+        ordered = [*names, *others, *([self.path] if self.path else [])]
+        return [c for i, c in enumerate(ordered) if c.is_file() and c not in ordered[:i]]
+
+    def _export_checked(self) -> None:
+        """Export, load and check the graph; only a graph that passed is written to the cache."""
+        try:
+            graph = _export(self._st)
+        except OnnxUnavailable:
+            raise
+        except Exception as exc:  # the exporter's own errors are many and unstable
+            raise OnnxUnavailable(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+        try:
+            self.session = self._session(graph)
+        except Exception as exc:  # ONNX Runtime rejects what the exporter wrote
+            raise OnnxUnavailable(f"ONNX Runtime cannot load the export: {exc}") from exc
+        self.max_abs_diff = self._check()
+        if self.path is not None:
+            try:
+                _write_atomic(self.path, graph)
+                self.source = self.path
+                log.info("exported the ONNX encoder to %s", self.path)
+                return
+            except OSError as exc:  # a read-only home: run from memory
+                log.warning("ONNX encoder not cached (%s)", exc)
+        self._graph = graph  # kept, so that save_into can still put it in a bundle
+
     def save_into(self, directory: Path) -> Path | None:
-        """Copy the graph into ``directory`` under its cache name, where a loader given
-        ``directory`` in ``graph_dirs`` finds it (a student bundle); None if not on disk."""
-        source = self._found if self._from_cache else self.path
-        if source is None or not source.is_file():
-            return None
-        target = directory / source.name
-        _write_atomic(target, source.read_bytes())
-        return target
+        """Write the running graph into ``directory`` (a student bundle), where a loader given
+        ``directory`` in ``graph_dirs`` finds it; None when there is no graph to write."""
+        if self.source is not None and self.source.is_file():
+            target = directory / self.source.name
+            _write_atomic(target, self.source.read_bytes())
+            return target
+        if self._graph is not None:
+            target = directory / "query_encoder.onnx"
+            _write_atomic(target, self._graph)
+            return target
+        return None
 
     def _session(self, graph: bytes | str) -> Any:
         options = self._ort.SessionOptions()
@@ -211,33 +248,6 @@ class OnnxSentenceEncoder:
         # the torch ops that follow each query (docs/RESULTS.md, "Distillation on real labels").
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return self._ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-
-    def _load(self, use_cache: bool = True) -> Any:
-        self._from_cache = False
-        if use_cache and self._found is not None:
-            try:
-                session = self._session(str(self._found))
-                self._from_cache = True
-                return session
-            except Exception as exc:  # a truncated or foreign file: export again
-                log.warning("re-exporting the ONNX encoder: %s unreadable (%s)", self._found, exc)
-        try:
-            graph = _export(self._st)
-        except OnnxUnavailable:
-            raise
-        except Exception as exc:  # the exporter's own errors are many and unstable
-            raise OnnxUnavailable(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
-        try:
-            session = self._session(graph)
-        except Exception as exc:  # ONNX Runtime rejects what the exporter wrote
-            raise OnnxUnavailable(f"ONNX Runtime cannot load the export: {exc}") from exc
-        if self.path is not None:
-            try:
-                _write_atomic(self.path, graph)
-                log.info("exported the ONNX encoder to %s", self.path)
-            except OSError as exc:  # a read-only home or bundle: run from memory
-                log.warning("ONNX encoder not cached (%s)", exc)
-        return session
 
     def _check(self) -> float:
         """Probe texts, one at a time and as one padded batch, against PyTorch."""

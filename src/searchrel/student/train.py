@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from searchrel.config import Config, StudentConfig
-from searchrel.features.embedder import Embedder
+from searchrel.features.embedder import USE_MULTILINGUAL, Embedder
 from searchrel.features.store import ItemStore
 from searchrel.schema import SCALAR_FEATURES
 from searchrel.student.dataset import FeatureRows, load_feature_rows
@@ -91,6 +91,23 @@ def fit_student(
     return net, history, best
 
 
+def bundle_query_encoder(cfg: Config, embedder_source: str, out_dir: Path) -> Path | None:
+    """Put the query encoder's ONNX graph in the bundle, so that a new server pod need not
+    export it (seconds and a memory peak at start-up). Optional: without it the server exports
+    its own, so nothing here may fail the training step."""
+    if cfg.features.embed_runtime == "torch" or embedder_source == USE_MULTILINGUAL:
+        return None  # the server will not run an ONNX graph
+    if torch.cuda.is_available():
+        log.info("no ONNX query encoder in the bundle: trained on a GPU, where PyTorch encodes")
+        return None
+    try:
+        embedder = Embedder.from_config(cfg.features, embedder_source)
+        return embedder.save_onnx_graph(out_dir / BUNDLE_ENCODER_DIR)
+    except Exception as exc:  # the server can still export one itself
+        log.warning("no ONNX query encoder in the bundle: %s", exc)
+        return None
+
+
 def train_student(
     features_path: Path, store_dir: Path, out_dir: Path, cfg: Config
 ) -> dict[str, Any]:
@@ -121,10 +138,7 @@ def train_student(
     meta = export_student(net, meta, out_dir)
     # The serving bundle is self-contained: the student and the item store it reads.
     shutil.copytree(store_dir, out_dir / BUNDLE_STORE_DIR, dirs_exist_ok=True)
-    # and the query encoder's ONNX graph, so that a new server pod need not export it again.
-    encoder_graph = Embedder.from_config(cfg.features, store.embedder_source).save_onnx_graph(
-        out_dir / BUNDLE_ENCODER_DIR
-    )
+    encoder_graph = bundle_query_encoder(cfg, store.embedder_source, out_dir)
     # The exported program must give what the trained network gives.
     exported = ExportedStudent(out_dir)
     with torch.inference_mode():
