@@ -73,8 +73,11 @@ def run_daily(
         "teacher_uri": str(teacher),
         "gitops_repo": str(repo),
     }
-    run = run_pipeline_local("daily_distillation", params, daily_config, out / "daily")
-    (gate_file,) = Path(run["pipeline_root"]).glob("*/gate-student/report/gate.json")
+    root = out / "daily"
+    earlier = set(root.glob("*")) if root.is_dir() else set()  # runs of an earlier `make demo`
+    run = run_pipeline_local("daily_distillation", params, daily_config, root)
+    (gate_file,) = (p for p in root.glob("*/gate-student/report/gate.json")
+                    if p.parents[2] not in earlier)  # fmt: skip
     gate = json.loads(gate_file.read_text(encoding="utf-8"))
     after = _git(repo, "rev-parse", "main")
     return {

@@ -66,3 +66,21 @@ def test_a_passed_gate_commits_the_new_student_and_a_closed_one_changes_nothing(
     message = git(work, "log", "-1", "--format=%B")
     assert served in message and gate["candidate_version"] in message
     assert f"run: {student.parent.parent.name}" in message  # the KFP run that made it
+
+
+def test_the_demos_daily_step_reads_its_own_runs_gate_when_an_earlier_run_is_there(
+    local_run: dict, sample_dir: Path, tmp_path: Path
+) -> None:
+    """`make demo` twice on one machine: the second daily run must not pick up (or trip over)
+    the first run's gate report in the same output directory."""
+    from searchrel.demo_daily import run_daily
+
+    earlier = tmp_path / "daily" / "searchrel-daily-distillation-earlier"
+    (earlier / "gate-student" / "report").mkdir(parents=True)
+    report = earlier / "gate-student" / "report" / "gate.json"
+    report.write_text(json.dumps({"passed": True, "reason": "an earlier run"}))
+    teacher = Path(local_run["outputs"]["features"]).parent.parent / "teacher-train" / "teacher"
+    served = Path(local_run["outputs"]["student"])
+    result = run_daily(tmp_path, TINY_CONFIG, sample_dir, teacher, served)
+    assert result["gate"]["reason"] != "an earlier run"
+    assert result["gate"]["serving_version"] and result["gate"]["candidate_version"]
