@@ -14,8 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
-import tempfile
+import shutil
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
@@ -25,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from searchrel.teacher.shards import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -129,21 +130,6 @@ def _tokenize(st: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
     }
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            # mkstemp makes the file 0600; a cache shared with other users (a volume, an image
-            # layer, a bundle served by another UID) must be readable by them.
-            os.fchmod(f.fileno(), 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class OnnxSentenceEncoder:
     """``encode(texts)`` like the SentenceTransformer ``st`` (normalised float32 vectors), run by
     ONNX Runtime with ``threads`` intra-op threads. ``cache_dir`` keeps the exported graph
@@ -219,7 +205,7 @@ class OnnxSentenceEncoder:
         self.max_abs_diff = self._check()
         if self.path is not None:
             try:
-                _write_atomic(self.path, graph)
+                write_atomic(self.path, lambda tmp: tmp.write_bytes(graph))
                 self.source = self.path
                 log.info("exported the ONNX encoder to %s", self.path)
                 return
@@ -230,13 +216,15 @@ class OnnxSentenceEncoder:
     def save_into(self, directory: Path) -> Path | None:
         """Write the running graph into ``directory`` (a student bundle), where a loader given
         ``directory`` in ``graph_dirs`` finds it; None when there is no graph to write."""
-        if self.source is not None and self.source.is_file():
-            target = directory / self.source.name
-            _write_atomic(target, self.source.read_bytes())
+        source = self.source
+        if source is not None and source.is_file():
+            target = directory / source.name
+            write_atomic(target, lambda tmp: shutil.copyfile(source, tmp))
             return target
         if self._graph is not None:
             target = directory / "query_encoder.onnx"
-            _write_atomic(target, self._graph)
+            graph = self._graph
+            write_atomic(target, lambda tmp: tmp.write_bytes(graph))
             return target
         return None
 

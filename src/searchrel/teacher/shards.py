@@ -71,7 +71,7 @@ def _fsync_replace(tmp: Path, target: Path) -> None:
     os.replace(tmp, target)  # atomic on POSIX: readers see the old file or the new one
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
     """``write`` fills a temporary file beside ``path`` (same directory: same file system,
     so the rename is atomic); it is fsynced and renamed into place. A failure on the way
     removes the temporary and leaves ``path`` as it was; a kill leaves a temporary that
@@ -96,12 +96,12 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> str:
         pq.write_table(table, tmp)
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
 
-    _write_atomic(path, write)
+    write_atomic(path, write)
     return digest
 
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2), encoding="utf-8"))
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2), encoding="utf-8"))
 
 
 def copy_atomic(src: Path, path: Path) -> Path:
@@ -112,7 +112,7 @@ def copy_atomic(src: Path, path: Path) -> Path:
         shutil.copyfile(src, tmp)
         shutil.copystat(src, tmp)
 
-    return _write_atomic(path, write)
+    return write_atomic(path, write)
 
 
 def record_path(pdir: Path, shard: int, n_shards: int) -> Path:
