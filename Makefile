@@ -42,7 +42,7 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 test: lint ## lint, then the test suite (starts the servers it needs itself)
 	$(BIN)/pytest
 
-compile: $(STAMP) ## compile every KFP pipeline to pipelines/compiled/ (committed; CI checks it is fresh)
+compile: $(STAMP) ## compile every KFP pipeline to pipelines/compiled/ with configs/cluster.yaml's label section (committed; CI checks it is fresh)
 	$(BIN)/searchrel pipelines compile
 
 manifests: $(STAMP) ## render manifests/base/prometheusrule.yaml from monitoring/prometheus/rules.yml

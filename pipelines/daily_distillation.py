@@ -34,10 +34,9 @@ class DailyOutputs(NamedTuple):
     gate: Artifact
 
 
-def build_daily_distillation(
-    images: Images | None = None, label_shards: int = LabelConfig().shards
-) -> Any:
+def build_daily_distillation(images: Images | None = None, label: LabelConfig | None = None) -> Any:
     ops = build_components(images)
+    labeling = label or LabelConfig()  # shard count and backend: fixed when compiled
 
     @dsl.pipeline(name=PIPELINE_NAME, description=__doc__)
     def daily_distillation(
@@ -58,7 +57,7 @@ def build_daily_distillation(
             data.outputs["judgments"],
             data.outputs["impressions"],
             config_yaml,
-            label_shards,
+            labeling,
             previous_labels,
             label_date,
         )

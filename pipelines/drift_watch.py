@@ -22,10 +22,9 @@ PIPELINE_NAME = "searchrel-drift-watch"
 RELABEL = "relabel"
 
 
-def build_drift_watch(
-    images: Images | None = None, label_shards: int = LabelConfig().shards
-) -> Any:
+def build_drift_watch(images: Images | None = None, label: LabelConfig | None = None) -> Any:
     ops = build_components(images)
+    labeling = label or LabelConfig()  # shard count and backend: fixed when compiled
 
     @dsl.pipeline(name=PIPELINE_NAME, description=__doc__)
     def drift_watch(
@@ -52,14 +51,14 @@ def build_drift_watch(
             judgments = dsl.importer(artifact_uri=judgments_uri, artifact_class=Dataset)
             impressions = dsl.importer(artifact_uri=impressions_uri, artifact_class=Dataset)
             relabel_and_distil(ops, teacher.output, items.output, judgments.output,
-                               impressions.output, config_yaml, label_shards)  # fmt: skip
+                               impressions.output, config_yaml, labeling)  # fmt: skip
 
     return drift_watch
 
 
 def compile_drift_watch(
-    out: Path, images: Images | None = None, label_shards: int = LabelConfig().shards
+    out: Path, images: Images | None = None, label: LabelConfig | None = None
 ) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_drift_watch(images, label_shards), str(out))
+    compiler.Compiler().compile(build_drift_watch(images, label), str(out))
     return str(out)

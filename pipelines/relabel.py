@@ -1,5 +1,6 @@
 """The relabel-and-distil part that both pipelines run: label the impressions by shard (one
-GPU task each), collect, build features, distil the student, evaluate it.
+task each: on a GPU node with the fine-tuned teacher, on a CPU node with a served LLM judge),
+collect, build features, distil the student, evaluate it.
 
 A function that adds tasks to the pipeline being defined, so relevance_loop and drift_watch
 share one definition of the steps (and their GPU settings) instead of two copies.
@@ -13,6 +14,11 @@ from kfp import dsl
 
 from components import Components
 from pipelines.gpu import on_gpu
+from searchrel.config import LabelConfig
+
+# A judge shard only sends requests to the LLM server and writes Parquet: no GPU node for it.
+JUDGE_SHARD_CPU = "2"  # the client's worker threads and the Parquet writer
+JUDGE_SHARD_MEMORY = "8G"  # one shard's impressions and labels in memory
 
 
 class Distilled(NamedTuple):
@@ -28,28 +34,33 @@ def relabel_and_distil(
     judgments: Any,
     impressions: Any,
     config_yaml: Any,
-    label_shards: int,
+    label: LabelConfig,
     previous_labels: Any = None,
     label_date: Any = None,
 ) -> Distilled:
-    """``previous_labels``: an earlier teacher_labels location (a pipeline parameter) that
-    every shard task copies unchanged pairs from ("" at run time: none); ``label_date``: the
-    impressions partition to label ("": every date). None: the pipeline has no such parameter
-    and the component's default ("") applies."""
+    """``label``: the compile-time part of the label config (shard count; backend, which
+    decides where the shard tasks run). ``previous_labels``: an earlier teacher_labels
+    location (a pipeline parameter) that every shard task copies unchanged pairs from ("" at
+    run time: none); ``label_date``: the impressions partition to label ("": every date).
+    None: the pipeline has no such parameter and the component's default ("") applies."""
     optional = {"previous_labels": previous_labels, "date": label_date}
-    with dsl.ParallelFor(items=list(range(label_shards)), name="label-shards") as shard:
+    with dsl.ParallelFor(items=list(range(label.shards)), name="label-shards") as shard:
         shard_task = ops.label_shard(
             teacher=teacher,
             items=items,
             impressions=impressions,
             config_yaml=config_yaml,
             shard=shard,
-            n_shards=label_shards,
+            n_shards=label.shards,
             **{name: value for name, value in optional.items() if value is not None},
         ).set_display_name("teacher: label a shard")
-        on_gpu(shard_task).set_retry(num_retries=2, backoff_duration="60s")
+        if label.backend == "teacher":
+            on_gpu(shard_task)
+        else:
+            shard_task.set_cpu_limit(JUDGE_SHARD_CPU).set_memory_limit(JUDGE_SHARD_MEMORY)
+        shard_task.set_retry(num_retries=2, backoff_duration="60s")
         # Cached: the same teacher on the same impressions gives the same labels, so a rerun
-        # after a failure downstream does not pay for the GPUs again.
+        # after a failure downstream does not pay for the GPUs (or the judge's tokens) again.
         shard_task.set_caching_options(True)
     labels = ops.label_collect(
         shard_labels=dsl.Collected(shard_task.outputs["shard_labels"]), config_yaml=config_yaml

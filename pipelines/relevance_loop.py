@@ -32,10 +32,12 @@ class LoopOutputs(NamedTuple):
 
 
 def build_pipeline(
-    images: Images | None = None, label_shards: int = LabelConfig().shards
+    images: Images | None = None, label: LabelConfig | None = None
 ) -> Any:  # a kfp GraphComponent
-    """The pipeline; ``label_shards`` labeling tasks run in parallel (fixed when compiled)."""
+    """The pipeline; ``label.shards`` labeling tasks run in parallel, on the nodes
+    ``label.backend`` needs (both fixed when compiled)."""
     ops = build_components(images)
+    labeling = label or LabelConfig()  # shard count and backend: fixed when compiled
 
     @dsl.pipeline(name=PIPELINE_NAME, description=__doc__)
     def relevance_loop(source: str = "sample", config_yaml: str = "") -> LoopOutputs:
@@ -49,7 +51,7 @@ def build_pipeline(
             data.outputs["judgments"],
             data.outputs["impressions"],
             config_yaml,
-            label_shards,
+            labeling,
         )
         features, student, student_eval = done.features, done.student, done.student_eval
         return LoopOutputs(
@@ -64,8 +66,8 @@ def build_pipeline(
 
 
 def compile_pipeline(
-    out: Path, images: Images | None = None, label_shards: int = LabelConfig().shards
+    out: Path, images: Images | None = None, label: LabelConfig | None = None
 ) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(images, label_shards), str(out))
+    compiler.Compiler().compile(build_pipeline(images, label), str(out))
     return str(out)

@@ -35,8 +35,8 @@ def run_local(source: str, config_path: Path | None, pipeline_root: Path) -> dic
         # Our images are named searchrel-python*, which kfp's "is this a Python image" guess
         # does not recognise; the steps do run in a Python environment.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        shards = load_config(config_path).label.shards
-        task = build_pipeline(label_shards=shards)(source=source, config_yaml=config_yaml)
+        label = load_config(config_path).label
+        task = build_pipeline(label=label)(source=source, config_yaml=config_yaml)
     outputs = {
         name: task.outputs[name]
         for name in ("teacher", "student", "features", "teacher_metrics", "student_metrics")
@@ -69,9 +69,9 @@ def run_pipeline_local(
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        shards = load_config(config_path).label.shards
+        label = load_config(config_path).label
         config_yaml = Path(config_path).read_text(encoding="utf-8")
-        task = build(name, label_shards=shards)(**params, config_yaml=config_yaml)
+        task = build(name, label=label)(**params, config_yaml=config_yaml)
     outputs = dict(task.outputs) if task is not None and hasattr(task, "outputs") else {}
     return {
         "pipeline": name,

@@ -17,13 +17,14 @@ from typing import Any
 import yaml
 
 from pipelines.catalog import COMPILED_DIR, PIPELINES
-from searchrel.config import ConfigError
+from searchrel.config import ConfigError, LabelConfig
 from searchrel.model_source import is_uri
 
 TOKEN_ENV = "KFP_TOKEN"  # a bearer token for the KFP API (e.g. behind Kubeflow's auth proxy)
 SERVICE_ACCOUNT = "searchrel-pipeline-runner"  # manifests/pipelines/rbac.yaml
 CRON_FIELDS = 6  # KFP's cron has seconds first: "0 0 3 * * *" is 03:00 every day
 MOUNTED_PATH_PARAMETERS = {"previous_labels"}  # read by tasks as files: a URI cannot work
+LABEL_SHARD_EXECUTOR = "exec-label-shard"  # the compiled label task, whose placement is fixed
 
 
 class SubmitError(ConfigError):
@@ -73,6 +74,7 @@ def pipeline_arguments(path: Path, params: dict[str, str], config_yaml: str) -> 
     )
     if missing:
         raise SubmitError(f"{path.stem} needs --param {'=... --param '.join(missing)}=...")
+    check_label_placement(spec, path.stem, config_yaml)
     for name in sorted(set(arguments) & MOUNTED_PATH_PARAMETERS):
         if is_uri(arguments[name]):
             raise SubmitError(
@@ -80,6 +82,29 @@ def pipeline_arguments(path: Path, params: dict[str, str], config_yaml: str) -> 
                 f"volume mounted in them, e.g. a PVC added with kfp-kubernetes)"
             )
     return arguments
+
+
+def check_label_placement(spec: dict[str, Any], name: str, config_yaml: str) -> None:
+    """The run's label backend must be the one the pipeline was compiled for: the shard tasks'
+    nodes are fixed at compile time (GPU nodes for the teacher, CPU nodes for a served judge).
+    The wrong pair would still run, but the teacher would crawl on CPU nodes, or every judge
+    shard would hold a GPU it never uses."""
+    executor = spec.get("deploymentSpec", {}).get("executors", {}).get(LABEL_SHARD_EXECUTOR)
+    if executor is None:
+        return  # this pipeline labels nothing
+    on_gpu = "accelerator" in executor.get("container", {}).get("resources", {})
+    try:
+        raw = yaml.safe_load(config_yaml) if config_yaml else None
+        backend = LabelConfig.model_validate((raw or {}).get("label") or {}).backend
+    except (yaml.YAMLError, ValueError, AttributeError) as exc:  # pydantic's error is a ValueError
+        raise SubmitError(f"config_yaml: no valid label section ({exc})".splitlines()[0]) from exc
+    if on_gpu != (backend == "teacher"):
+        nodes = "GPU" if on_gpu else "CPU"
+        raise SubmitError(
+            f"{name} was compiled with its label shards on {nodes} nodes, but this config "
+            f"labels with backend {backend!r}: run `searchrel pipelines compile --config "
+            f"<this config>` first (the backend is fixed when compiled)"
+        )
 
 
 @contextlib.contextmanager

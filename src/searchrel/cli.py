@@ -404,12 +404,17 @@ def _config_yaml(config: Path | None) -> str:
 @pipelines_app.command("compile")
 def pipelines_compile_cmd(
     out_dir: Annotated[Path | None, typer.Option(help="directory for <name>.yaml")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML whose label section (shards, backend) is compiled in")
+    ] = None,
 ) -> None:
-    """Compile every pipeline to KFP IR YAML (default: the committed pipelines/compiled/)."""
+    """Compile every pipeline to KFP IR YAML (default: the committed pipelines/compiled/, with
+    configs/cluster.yaml's label shards and backend)."""
     ensure_pipelines_importable()
-    from pipelines.catalog import COMPILED_DIR, compile_all
+    from pipelines.catalog import COMPILED_DIR, cluster_label_config, compile_all
 
-    for path in compile_all(out_dir or COMPILED_DIR):
+    label = cluster_label_config(config) if config else None
+    for path in compile_all(out_dir or COMPILED_DIR, label=label):
         typer.echo(path)
 
 

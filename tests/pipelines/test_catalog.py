@@ -4,6 +4,7 @@ submissions are checked before anything reaches a cluster."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.catalog import COMPILED_DIR, PIPELINES, compile_all
+from pipelines.catalog import COMPILED_DIR, PIPELINES, compile_all, compile_one
 from pipelines.submit import SubmitError, check_cron, package, parse_params, pipeline_arguments
+from searchrel.config import LabelConfig
 from searchrel.images import REGISTRY_ENV, TAG_ENV
 
 GPU_STEPS = {"exec-teacher-train", "exec-label-shard", "exec-caption-items"}
@@ -202,3 +204,56 @@ def test_the_teacher_and_the_features_read_the_captioned_items(name: str) -> Non
     kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     (pvc,) = kube["exec-caption-items"]["pvcMount"]
     assert pvc["mountPath"] == "/caption-cache"
+
+
+# --- label backend: where the shards run ------------------------------------------------------
+
+
+def test_a_judge_backend_compiles_label_shards_onto_cpu_nodes(tmp_path: Path) -> None:
+    """A judge shard only calls the served LLM: it must not hold a GPU node, while the
+    teacher's training (and captioning) still do."""
+    out = compile_one("daily_distillation", tmp_path / "daily.yaml",
+                      label=LabelConfig(backend="judge", shards=3))  # fmt: skip
+    spec, platform = yaml.safe_load_all(out.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    shard = executors["exec-label-shard"]["container"]["resources"]
+    assert "accelerator" not in shard
+    assert shard["resourceCpuLimit"] == "2" and shard["resourceMemoryLimit"] == "8G"
+    assert "nodeSelector" not in kube.get("exec-label-shard", {})
+    assert "tolerations" not in kube.get("exec-label-shard", {})
+    assert all_tasks(spec)["label-shard"]["retryPolicy"]["maxRetryCount"] == 2
+    (loop,) = [t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t]
+    assert json.loads(loop["parameterIterator"]["items"]["raw"]) == [0, 1, 2]
+    assert "accelerator" in executors["exec-caption-items"]["container"]["resources"]
+
+
+def test_a_config_whose_backend_differs_from_the_compiled_one_is_refused(tmp_path: Path) -> None:
+    params = {"source": "s3://b/day", "teacher_uri": "s3://b/t"}
+    gpu_compiled = package("daily_distillation")  # the committed YAML: the teacher backend
+    assert pipeline_arguments(gpu_compiled, params, "label:\n  backend: teacher\n")
+    assert pipeline_arguments(gpu_compiled, params, "")  # no config: the default backend
+    with pytest.raises(SubmitError, match=r"label shards on GPU nodes.*backend 'judge'"):
+        pipeline_arguments(gpu_compiled, params, "label:\n  backend: judge\n")
+    judge = LabelConfig(backend="judge")
+    cpu_compiled = compile_one("daily_distillation", tmp_path / "daily.yaml", label=judge)
+    assert pipeline_arguments(cpu_compiled, params, "label:\n  backend: judge\n")
+    with pytest.raises(SubmitError, match=r"on CPU nodes.*backend 'teacher'"):
+        pipeline_arguments(cpu_compiled, params, "")
+
+
+def test_the_cli_compiles_with_the_label_section_of_the_config_it_is_given(tmp_path: Path) -> None:
+    config = tmp_path / "judge.yaml"
+    config.write_text("label:\n  backend: judge\n  shards: 4\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchrel", "pipelines", "compile", "--out-dir",
+         str(tmp_path / "out"), "--config", str(config)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert len(proc.stdout.split()) == len(PIPELINES)
+    # No kubernetes platform section at all: only the label shards would have asked for one.
+    (spec,) = yaml.safe_load_all((tmp_path / "out" / "drift_watch.yaml").read_text())
+    shard = spec["deploymentSpec"]["executors"]["exec-label-shard"]["container"]["resources"]
+    assert "accelerator" not in shard
+    loops = [t for t in all_tasks(spec).values() if "parameterIterator" in t]
+    assert [json.loads(t["parameterIterator"]["items"]["raw"]) for t in loops] == [[0, 1, 2, 3]]

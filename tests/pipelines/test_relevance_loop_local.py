@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from pipelines.relevance_loop import build_pipeline, compile_pipeline
+from searchrel.config import LabelConfig
 from searchrel.images import resolve_images
 from searchrel.tables import read_table
 
@@ -95,7 +96,7 @@ def test_building_the_pipeline_twice_gives_the_same_graph() -> None:
 
 
 def test_labeling_fans_out_over_shards_on_gpu_nodes_with_retries(tmp_path: Path) -> None:
-    out = compile_pipeline(tmp_path / "loop.yaml", label_shards=3)
+    out = compile_pipeline(tmp_path / "loop.yaml", label=LabelConfig(shards=3))
     spec, platform = yaml.safe_load_all(Path(out).read_text())
     loops = [t for name, t in spec["root"]["dag"]["tasks"].items() if name.startswith("for-loop")]
     assert len(loops) == 1
