@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from searchrel.atomic_files import write_atomic
 from searchrel.schema import SPECS, TableSpec
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -263,11 +264,8 @@ def write_table(
         raise ContractError(
             f"{kind}: refusing to write {result.quarantine.num_rows} bad row(s): {result.reasons}"
         )
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    pq.write_table(result.table, tmp)
-    tmp.replace(out)  # atomic: a reader never sees half a file
+    # atomic: a reader never sees half a file
+    write_atomic(Path(path), lambda tmp: pq.write_table(result.table, tmp))
     return result.table
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from searchrel.atomic_files import write_text_atomic
 from searchrel.config import DriftConfig
 
 STATE_FILE = "drift_state.json"
@@ -40,8 +41,5 @@ def decide(
         left = (cfg.cooldown_hours * 3600 - (now - last)) / 3600
         why = f"drift ({', '.join(fired)}) but in cooldown for {left:.1f} more hour(s)"
         return {"relabel": False, "reason": why, **signals}
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state_path.with_name(state_path.name + ".tmp")
-    tmp.write_text(json.dumps({"last_trigger": now, "signals": fired}))
-    tmp.replace(state_path)
+    write_text_atomic(state_path, json.dumps({"last_trigger": now, "signals": fired}))
     return {"relabel": True, "reason": f"drift: {', '.join(fired)}", **signals}

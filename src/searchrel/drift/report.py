@@ -41,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from searchrel.atomic_files import write_text_atomic
 from searchrel.config import DriftConfig
 from searchrel.schema import SCALAR_FEATURES
 
@@ -405,12 +406,6 @@ def _per_locale(
     return done, skipped
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def _placeholder_html(reason: str) -> str:
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>searchrel drift</title></head>"
@@ -435,13 +430,13 @@ def _write_html(out_dir: Path, parts: list[tuple[str, Any]]) -> dict[str, str]:
             for title, snapshot in parts:
                 widgets.append(group_widget(title=title, widgets=list(snapshot._widgets)))
                 widgets.extend(snapshot._tests_widgets)
-            _write_atomic(out_dir / REPORT_HTML, render_widgets(widgets, as_iframe=False))
+            write_text_atomic(out_dir / REPORT_HTML, render_widgets(widgets, as_iframe=False))
             return paths
         except (ImportError, AttributeError, TypeError) as exc:
             log.warning("drift: writing the embeddings report on a page of its own (%s)", exc)
-    _write_atomic(out_dir / REPORT_HTML, parts[0][1].get_html_str(as_iframe=False))
+    write_text_atomic(out_dir / REPORT_HTML, parts[0][1].get_html_str(as_iframe=False))
     for _, snapshot in parts[1:]:
-        _write_atomic(out_dir / EMBEDDINGS_HTML, snapshot.get_html_str(as_iframe=False))
+        write_text_atomic(out_dir / EMBEDDINGS_HTML, snapshot.get_html_str(as_iframe=False))
         paths["embeddings_html"] = str(out_dir / EMBEDDINGS_HTML)
     return paths
 
@@ -520,7 +515,7 @@ def run_drift(
         verdict["reason"] = "; ".join(reasons)
 
     if ref_rows == 0 or cur_rows == 0:
-        _write_atomic(out_dir / REPORT_HTML, _placeholder_html(verdict["reason"]))
+        write_text_atomic(out_dir / REPORT_HTML, _placeholder_html(verdict["reason"]))
     else:
         ref = _frame(reference, ref_idx, reference=True)
         cur = _frame(current, cur_idx, reference=False)
@@ -542,5 +537,5 @@ def run_drift(
             )
         verdict.update(_write_html(out_dir, parts))
 
-    _write_atomic(out_dir / VERDICT_JSON, json.dumps(verdict, indent=2) + "\n")
+    write_text_atomic(out_dir / VERDICT_JSON, json.dumps(verdict, indent=2) + "\n")
     return verdict

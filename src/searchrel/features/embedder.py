@@ -138,6 +138,12 @@ class Embedder:
             log.warning("embedding with PyTorch, not ONNX Runtime: %s", exc)
             return None
 
+    @property
+    def onnx_max_abs_diff(self) -> float | None:
+        """How far the ONNX graph's vectors were from PyTorch's on the probe texts when it
+        was loaded (its check); None when this encoder runs no ONNX graph."""
+        return float(self._onnx.max_abs_diff) if self._onnx is not None else None
+
     def save_onnx_graph(self, directory: Path) -> Path | None:
         """Write the encoder's ONNX graph into ``directory`` (a student bundle), where a loader
         given it in ``onnx_graph_dirs`` finds it; None when this encoder runs no ONNX graph."""

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from searchrel.teacher.shards import write_atomic
+from searchrel.atomic_files import write_atomic
 
 log = logging.getLogger(__name__)
 

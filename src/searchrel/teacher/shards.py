@@ -13,9 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +21,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from searchrel.atomic_files import TMP_MARK, remove_temporaries, write_atomic
+
 MANIFEST = "_manifest.json"
-TMP_MARK = ".tmp-"
+__all__ = ["TMP_MARK", "remove_temporaries", "write_atomic"]  # used through this module too
 
 
 def shard_of(query: str, locale: str, item_id: str, n_shards: int) -> int:
@@ -63,28 +63,6 @@ class ShardRecord:
     @property
     def complete(self) -> bool:
         return self.failed == 0
-
-
-def _fsync_replace(tmp: Path, target: Path) -> None:
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)  # atomic on POSIX: readers see the old file or the new one
-
-
-def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    """``write`` fills a temporary file beside ``path`` (same directory: same file system,
-    so the rename is atomic); it is fsynced and renamed into place. A failure on the way
-    removes the temporary and leaves ``path`` as it was; a kill leaves a temporary that
-    ``remove_temporaries`` deletes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-    try:
-        write(tmp)
-        _fsync_replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> str:
@@ -148,14 +126,6 @@ def other_shard_counts(pdir: Path, n_shards: int) -> set[int]:
     for path in pdir.glob("shard-*-of-*.json"):
         counts.add(int(path.stem.rsplit("-of-", 1)[1]))
     return counts - {n_shards}
-
-
-def remove_temporaries(pdir: Path) -> int:
-    """Delete what a killed run left half-written; returns how many."""
-    stale = [p for p in pdir.glob(f".*{TMP_MARK}*") if p.is_file()] if pdir.exists() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)
 
 
 def write_manifest(pdir: Path, records: list[ShardRecord]) -> dict[str, Any]:
