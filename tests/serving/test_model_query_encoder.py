@@ -26,6 +26,12 @@ def test_the_server_runs_the_bundles_query_encoder_graph_without_exporting(
     student = Path(local_run["outputs"]["student"])
     graphs = list((student / "query_encoder").glob("*.onnx"))
     assert len(graphs) == 1
+    # It came from the features step (beside its item store), and is in the bundle once.
+    features = Path(local_run["outputs"]["features"])
+    assert [g.name for g in (features / "item_store" / "query_encoder").glob("*.onnx")] == [
+        graphs[0].name
+    ]
+    assert not (student / "item_store" / "query_encoder").exists()
 
     def no_export(*_: object) -> bytes:
         raise AssertionError("the server exported although the bundle holds the graph")
@@ -54,3 +60,23 @@ def test_no_graph_is_bundled_where_the_server_would_not_run_one(tmp_path: Path) 
     assert bundle_query_encoder(torch_cfg, torch_cfg.features.embedder, tmp_path) is None
     assert bundle_query_encoder(load_config(), USE_MULTILINGUAL, tmp_path) is None
     assert not (tmp_path / BUNDLE_ENCODER_DIR).exists()
+
+
+def test_the_student_step_copies_the_features_steps_graph_without_loading_the_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from searchrel.config import load_config
+    from searchrel.features.embedder import Embedder
+    from searchrel.student.train import BUNDLE_ENCODER_DIR, bundle_query_encoder
+
+    def no_load(*_: object, **__: object) -> Embedder:
+        raise AssertionError("the encoder was loaded although the features step wrote its graph")
+
+    monkeypatch.setattr(Embedder, "from_config", no_load)
+    built = tmp_path / "item_store" / "query_encoder"
+    built.mkdir(parents=True)
+    (built / "abc123.onnx").write_bytes(b"graph bytes")
+    cfg = load_config()
+    bundled = bundle_query_encoder(cfg, cfg.features.embedder, tmp_path / "bundle", built)
+    assert bundled == tmp_path / "bundle" / BUNDLE_ENCODER_DIR / "abc123.onnx"
+    assert bundled.read_bytes() == b"graph bytes"

@@ -8,6 +8,8 @@ train queries, stops early on validation queries and is scored on test queries i
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,13 @@ import pyarrow as pa
 from searchrel.config import Config
 from searchrel.features.embedder import Embedder
 from searchrel.features.pairs import PairFeaturizer
-from searchrel.features.store import ItemStore, build_item_store
+from searchrel.features.store import ENCODER_GRAPH_DIR, ItemStore, build_item_store
 from searchrel.schema import SCALAR_FEATURES
 from searchrel.splits import split_of
 from searchrel.tables import QUARANTINE_SCHEMA, read_table, write_quarantine, write_table
 
 STORE_DIR = "item_store"
+log = logging.getLogger(__name__)
 FEATURES_FILE = "student_features.parquet"
 
 
@@ -33,6 +36,18 @@ def latest_per_pair(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in sorted(rows, key=lambda r: r["date"]):
         latest[(r["query"], r["locale"], r["item_id"])] = r
     return [latest[k] for k in sorted(latest)]
+
+
+def save_encoder_graph(embedder: Embedder, directory: Path) -> Path | None:
+    """The query encoder's checked ONNX graph beside the item store, for the student's bundle
+    (an earlier run's graph is replaced); None where the embedder runs no graph. Never fails
+    the step: without it the student step loads the encoder itself."""
+    try:
+        shutil.rmtree(directory, ignore_errors=True)
+        return embedder.save_onnx_graph(directory)
+    except OSError as exc:
+        log.warning("no ONNX query encoder beside the item store: %s", exc)
+        return None
 
 
 def build_features(
@@ -61,6 +76,7 @@ def build_features(
         out_dir / STORE_DIR,
     )
     store = ItemStore(out_dir / STORE_DIR)
+    save_encoder_graph(embedder, out_dir / STORE_DIR / ENCODER_GRAPH_DIR)
     featurizer = PairFeaturizer(store, embedder, cfg.features)
 
     sources: list[tuple[str, list[dict[str, Any]]]] = []

@@ -27,6 +27,9 @@ from searchrel.text import clean_text, field_text, tokenize
 STORE_TABLE = "item_features.parquet"
 BM25_FILE = "bm25_stats.json"
 STORE_META = "store.json"
+# The query encoder as an ONNX graph, checked, beside the vectors it made (when the features
+# step ran one): the student step bundles it without loading the model again.
+ENCODER_GRAPH_DIR = "query_encoder"
 # Engagement rate -> the impression-log count it divides by impressions.
 RATES = {"click_rate": "clicks", "save_rate": "saves", "closeup_rate": "closeups"}
 

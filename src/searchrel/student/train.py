@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from searchrel.atomic_files import write_atomic
 from searchrel.config import Config, StudentConfig
 from searchrel.features.embedder import USE_MULTILINGUAL, Embedder
-from searchrel.features.store import ItemStore
+from searchrel.features.store import ENCODER_GRAPH_DIR, ItemStore
 from searchrel.schema import SCALAR_FEATURES
 from searchrel.student.dataset import FeatureRows, load_feature_rows
 from searchrel.student.model import ExportedStudent, StudentMeta, StudentNet, export_student
 
 log = logging.getLogger(__name__)
 BUNDLE_STORE_DIR = "item_store"  # where the server looks for the store inside the bundle
-BUNDLE_ENCODER_DIR = "query_encoder"  # the exported ONNX query encoder, when there is one
+BUNDLE_ENCODER_DIR = ENCODER_GRAPH_DIR  # the exported ONNX query encoder, when there is one
 
 
 def row_weights(rows: FeatureRows, human_weight: float) -> np.ndarray:
@@ -91,12 +93,29 @@ def fit_student(
     return net, history, best
 
 
-def bundle_query_encoder(cfg: Config, embedder_source: str, out_dir: Path) -> Path | None:
+def _copy_from(source: Path) -> Callable[[Path], object]:
+    return lambda tmp: shutil.copyfile(source, tmp)
+
+
+def bundle_query_encoder(
+    cfg: Config, embedder_source: str, out_dir: Path, built: Path | None = None
+) -> Path | None:
     """Put the query encoder's ONNX graph in the bundle, so that a new server pod need not
-    export it (seconds and a memory peak at start-up). Optional: without it the server exports
-    its own, so nothing here may fail the training step."""
+    export it (seconds and a memory peak at start-up). ``built``: the graph directory the
+    features step wrote beside the item store; copied as it is (it passed its check against
+    PyTorch there, and the server checks it again), else the encoder is loaded here.
+    Optional: without it the server exports its own, so nothing here may fail the step."""
     if cfg.features.embed_runtime == "torch" or embedder_source == USE_MULTILINGUAL:
         return None  # the server will not run an ONNX graph
+    graphs = sorted(built.glob("*.onnx")) if built is not None and built.is_dir() else []
+    if graphs:
+        try:
+            for graph in graphs:
+                write_atomic(out_dir / BUNDLE_ENCODER_DIR / graph.name, _copy_from(graph))
+            return out_dir / BUNDLE_ENCODER_DIR / graphs[0].name
+        except OSError as exc:
+            log.warning("no ONNX query encoder in the bundle: %s", exc)
+            return None
     if torch.cuda.is_available():
         log.info("no ONNX query encoder in the bundle: trained on a GPU, where PyTorch encodes")
         return None
@@ -136,9 +155,16 @@ def train_student(
         history=history,
     )
     meta = export_student(net, meta, out_dir)
+
     # The serving bundle is self-contained: the student and the item store it reads.
-    shutil.copytree(store_dir, out_dir / BUNDLE_STORE_DIR, dirs_exist_ok=True)
-    encoder_graph = bundle_query_encoder(cfg, store.embedder_source, out_dir)
+    # Its encoder graph goes to the bundle's own place, once.
+    def graph_dir(directory: str, names: list[str]) -> list[str]:
+        return [ENCODER_GRAPH_DIR] if Path(directory) == store_dir else []
+
+    shutil.copytree(store_dir, out_dir / BUNDLE_STORE_DIR, dirs_exist_ok=True, ignore=graph_dir)
+    encoder_graph = bundle_query_encoder(
+        cfg, store.embedder_source, out_dir, store_dir / ENCODER_GRAPH_DIR
+    )
     # The exported program must give what the trained network gives.
     exported = ExportedStudent(out_dir)
     with torch.inference_mode():
