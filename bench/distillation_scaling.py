@@ -106,6 +106,9 @@ def main() -> int:
     p.add_argument("--fold", type=int, default=0, help="grouped test fold (0-4)")
     p.add_argument("--human-fraction", type=float, default=0.1)
     p.add_argument("--teacher-epochs", type=int, default=4)
+    p.add_argument(
+        "--teacher-patience", type=int, default=2, help="epochs without val-loss gain to stop"
+    )
     p.add_argument("--max-length", type=int, default=64, help="teacher tokens (CPU budget)")
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/distillation_scaling.json")
@@ -139,7 +142,7 @@ def main() -> int:
                 "max_length": args.max_length,
                 "epochs": args.teacher_epochs,
                 "resume": False,
-                "patience": 2,
+                "patience": args.teacher_patience,
                 "seed": args.seed,
             },
         }

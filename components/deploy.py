@@ -59,6 +59,8 @@ def deploy_student(
         "--config", config_file(config_yaml),
     ]  # fmt: skip
     print("+", " ".join(cmd), flush=True)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    print(out.stdout, out.stderr, sep="\n", flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    print(out.stdout, out.stderr, sep="\n", flush=True)  # the one-line reason, on failure too
+    if out.returncode != 0:
+        raise RuntimeError(f"deploy failed (exit {out.returncode}): see the log above")
     return str(json.loads(out.stdout).get("commit", ""))

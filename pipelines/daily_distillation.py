@@ -34,6 +34,18 @@ class DailyOutputs(NamedTuple):
     gate: Artifact
 
 
+def with_git_token(task: Any) -> Any:
+    """The GitOps token from a Secret in the run's namespace, never from parameters (optional:
+    a repository reachable without a token needs none)."""
+    kubernetes.use_secret_as_env(
+        task,
+        secret_name=GITOPS_SECRET,
+        secret_key_to_env={"token": DeployConfig().token_env},
+        optional=True,
+    )
+    return task
+
+
 def build_daily_distillation(images: Images | None = None, label: LabelConfig | None = None) -> Any:
     ops = build_components(images)
     labeling = label or LabelConfig()  # shard count and backend: fixed when compiled
@@ -70,6 +82,7 @@ def build_daily_distillation(images: Images | None = None, label: LabelConfig | 
             config_yaml=config_yaml,
         ).set_display_name("gate: new vs serving student")
         check.set_caching_options(False)  # the serving model changes between runs
+        with_git_token(check)  # it clones the GitOps repository to read the served model
         with dsl.If(check.outputs["Output"] == DEPLOY, name="gate-passed"):
             deploy = ops.deploy_student(
                 candidate=done.student.outputs["student"],
@@ -79,14 +92,7 @@ def build_daily_distillation(images: Images | None = None, label: LabelConfig | 
                 config_yaml=config_yaml,
             ).set_display_name("deploy: commit to GitOps")
             deploy.set_caching_options(False)
-            # The push token comes from a Secret in the run's namespace, never from parameters
-            # (optional: a repository reachable without a token needs none).
-            kubernetes.use_secret_as_env(
-                deploy,
-                secret_name=GITOPS_SECRET,
-                secret_key_to_env={"token": DeployConfig().token_env},
-                optional=True,
-            )
+            with_git_token(deploy)
         return DailyOutputs(
             student=done.student.outputs["student"],
             student_metrics=done.student_eval.outputs["metrics"],

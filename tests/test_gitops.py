@@ -152,15 +152,15 @@ def test_a_rejected_push_is_rebased_on_the_new_tip_and_retried(
     git(other, "push", "--quiet", "origin", "HEAD:refs/heads/colleague")
     colleague = git(other, "rev-parse", "HEAD")
     marker = tmp_path / "raced-once"
-    # On our first push the colleague's commit lands on main (outside the hook's quarantine)
-    # and ours is refused, exactly as a non-fast-forward race would refuse it.
+    # While our first push is being received, the colleague's commit lands on main (outside
+    # the hook's quarantine), so the server cannot move main from the tip we pushed onto:
+    # "cannot lock ref", exactly a race between two pushes.
     hook = gitops_repo / "hooks" / "pre-receive"
     hook.write_text(
         "#!/bin/sh\n"
         f'if [ ! -e "{marker}" ]; then touch "{marker}"; '
         "env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES "
-        f"git update-ref refs/heads/main {colleague}; "
-        'echo "rejected: the tip moved" >&2; exit 1; fi\n'
+        f"git update-ref refs/heads/main {colleague}; fi\n"
     )
     hook.chmod(0o755)
     cfg = DeployConfig(repo=str(gitops_repo), overlay=OVERLAY, push_attempts=3)
@@ -172,16 +172,55 @@ def test_a_rejected_push_is_rebased_on_the_new_tip_and_retried(
     assert read_model_uri(work / OVERLAY / MODEL_FILE) == NEW_URI
 
 
-def test_pushes_that_keep_failing_raise_after_the_configured_attempts(
+def test_pushes_that_keep_losing_the_race_raise_after_the_configured_attempts(
     gitops_repo: Path, tmp_path: Path
 ) -> None:
     hook = gitops_repo / "hooks" / "pre-receive"
-    hook.write_text("#!/bin/sh\necho 'protected branch' >&2\nexit 1\n")
+    # Every push loses: someone else's commit lands on main while ours is being received.
+    hook.write_text(
+        "#!/bin/sh\n"
+        "unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n"
+        "tip=$(git rev-parse refs/heads/main)\n"
+        "new=$(git -c user.name=o -c user.email=o@example.com commit-tree -p $tip -m again "
+        "$tip^{tree})\n"
+        "git update-ref refs/heads/main $new\n"
+    )
     hook.chmod(0o755)
-    before = head(gitops_repo)
     cfg = DeployConfig(repo=str(gitops_repo), overlay=OVERLAY, push_attempts=2)
     with pytest.raises(DeployError, match="rejected 2 times"):
         deploy(NEW_URI, gate_file(tmp_path, True), cfg)
+    work = checkout(gitops_repo, tmp_path / "after")
+    assert read_model_uri(work / OVERLAY / MODEL_FILE) != NEW_URI
+
+
+def test_a_push_refused_for_another_reason_fails_at_once_with_gits_words(
+    gitops_repo: Path, tmp_path: Path
+) -> None:
+    """A protected branch or a bad token is not cured by rebasing: no retries, git's reason."""
+    count = tmp_path / "pushes"
+    hook = gitops_repo / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\necho x >> '{count}'\necho 'protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    before = head(gitops_repo)
+    cfg = DeployConfig(repo=str(gitops_repo), overlay=OVERLAY, push_attempts=3)
+    with pytest.raises(DeployError, match=r"failed: .*pre-receive hook declined"):
+        deploy(NEW_URI, gate_file(tmp_path, True), cfg)
+    assert head(gitops_repo) == before
+    assert count.read_text().count("x") == 1
+
+
+def test_kfps_minio_uris_are_committed_as_s3_and_undownloadable_schemes_refused(
+    gitops_repo: Path, tmp_path: Path
+) -> None:
+    cfg = DeployConfig(repo=str(gitops_repo), overlay=OVERLAY)
+    minio = "minio://mlpipeline/v2/artifacts/daily/run-1/student-train/student"
+    result = deploy(minio, gate_file(tmp_path, True), cfg)
+    assert result["model_uri"] == "s3://mlpipeline/v2/artifacts/daily/run-1/student-train/student"
+    work = checkout(gitops_repo, tmp_path / "after")
+    assert read_model_uri(work / OVERLAY / MODEL_FILE) == result["model_uri"]
+    before = head(gitops_repo)
+    with pytest.raises(DeployError, match="KServe cannot download ftp://"):
+        deploy("ftp://host/student", gate_file(tmp_path, True), cfg)
     assert head(gitops_repo) == before
 
 

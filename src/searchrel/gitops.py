@@ -70,11 +70,32 @@ def _ops(model_file: Path) -> list[dict[str, Any]]:
     return ops
 
 
-def _check_uri(uri: str) -> None:
+# What KServe's storage initializer downloads (kserve_storage.Storage); anything else fails
+# in the predictor's init container after Argo CD synced it.
+KSERVE_SCHEMES = ("s3://", "gs://", "pvc://", "hdfs://", "webhdfs://", "hf://", "oci://",
+                  "https://", "http://")  # fmt: skip
+KFP_MINIO_SCHEME = "minio://"  # KFP's default artifact store: S3 objects under another name
+
+
+def serving_uri(uri: str) -> str:
+    """The URI to commit for KServe: KFP's ``minio://bucket/key`` becomes ``s3://bucket/key``
+    (the predictor's service account must carry the MinIO endpoint and credentials); a scheme
+    KServe cannot download is refused here rather than in a crash-looping pod."""
     if not uri or uri != uri.strip() or any(c in uri for c in "\n\r\t "):
         raise DeployError(f"model URI {uri!r} is empty or has whitespace")
+    if uri.startswith(KFP_MINIO_SCHEME):
+        converted = "s3://" + uri[len(KFP_MINIO_SCHEME) :]
+        log.info("model URI %s committed as %s (KServe reads MinIO through S3)", uri, converted)
+        return converted
     if "://" not in uri:
         log.warning("model URI %s is a local path: a cluster cannot read it", uri)
+        return uri
+    if not uri.startswith(KSERVE_SCHEMES):
+        raise DeployError(
+            f"model URI {uri}: KServe cannot download {uri.split('://')[0]}:// "
+            f"(it reads {', '.join(KSERVE_SCHEMES)})"
+        )
+    return uri
 
 
 class Git:
@@ -96,7 +117,7 @@ class Git:
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([*self.base, *args], cwd=self.cwd, capture_output=True, text=True)
         if check and result.returncode != 0:
-            raise DeployError(f"git {args[0]} failed: {result.stderr.strip().splitlines()[-1:]}")
+            raise DeployError(f"git {args[0]} failed: {git_reason(result.stderr)}")
         return result
 
 
@@ -131,7 +152,7 @@ def deploy(
     version = decision.get("candidate_version", "")
     if version and version == decision.get("serving_version"):  # same bytes, another path
         return {"deployed": False, "reason": f"{version} is already the served model"}
-    _check_uri(model_uri)
+    model_uri = serving_uri(model_uri)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         checkout = Path(tmp) / "gitops"
         git = Git(Path(tmp), cfg)
@@ -156,10 +177,34 @@ def deploy(
             "previous_uri": previous, "version": version}  # fmt: skip
 
 
+def git_reason(stderr: str) -> str:
+    """git's own reason in one line: the remote's words and the refused ref, not the generic
+    "failed to push some refs" that ends every failed push."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    useful = [
+        line
+        for line in lines
+        if line.startswith(("remote:", "!", "fatal:", "error:"))
+        and "failed to push some refs" not in line
+    ]
+    chosen = useful[-3:] or lines[-1:]
+    return "; ".join(chosen) if chosen else "(no message)"
+
+
+# git's words for "the branch moved on": another run pushed first; anything else (403, no such
+# branch, a protected branch) is not cured by a rebase.
+RACE_MARKERS = ("non-fast-forward", "fetch first", "cannot lock ref", "failed to update ref")
+
+
 def _push(git: Git, cfg: DeployConfig) -> None:
     for attempt in range(1, cfg.push_attempts + 1):
-        if git("push", "--quiet", "origin", f"HEAD:{cfg.branch}", check=False).returncode == 0:
+        result = git("push", "--quiet", "origin", f"HEAD:{cfg.branch}", check=False)
+        if result.returncode == 0:
             return
+        if not any(marker in result.stderr for marker in RACE_MARKERS):
+            raise DeployError(
+                f"push to {cfg.repo} {cfg.branch} failed: {git_reason(result.stderr)}"
+            )
         if attempt == cfg.push_attempts:
             break
         log.warning("push rejected (attempt %d): rebasing on the new %s", attempt, cfg.branch)

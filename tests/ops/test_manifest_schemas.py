@@ -147,10 +147,14 @@ def test_the_prometheusrule_is_the_rules_file_rendered_fresh() -> None:
     assert rule["spec"]["groups"] == yaml.safe_load((REPO / RULES).read_text())["groups"]
 
 
-def test_the_daily_pipeline_reads_the_push_token_from_a_secret() -> None:
+@pytest.mark.parametrize("executor", ["exec-gate-student", "exec-deploy-student"])
+def test_the_daily_pipeline_reads_the_git_token_from_a_secret(executor: str) -> None:
+    """The gate clones the GitOps repository (the served model) and the deploy pushes to it:
+    both need the token of a private repository."""
     compiled = REPO / "pipelines" / "compiled" / "daily_distillation.yaml"
     _spec, platform = yaml.safe_load_all(compiled.read_text())
     kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    (secret,) = kube["exec-deploy-student"]["secretAsEnv"]
+    (secret,) = kube[executor]["secretAsEnv"]
     assert secret["secretName"] == "searchrel-gitops-credentials"
     assert secret["keyToEnv"] == [{"secretKey": "token", "envVar": "SEARCHREL_GIT_TOKEN"}]
+    assert secret["optional"] is True
