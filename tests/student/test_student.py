@@ -27,8 +27,17 @@ def test_humans_and_teacher_get_their_configured_share_of_the_loss() -> None:
     rows = _rows(["human"] * 10 + ["teacher"] * 90)
     w = row_weights(rows, human_weight=0.3)
     human = rows.source == "human"
-    assert w[human].sum() == np.float32(0.3) or abs(w[human].sum() - 0.3) < 1e-6
+    assert abs(w[human].sum() - 0.3) < 1e-6
     assert abs(w[~human].sum() - 0.7) < 1e-6
+
+
+def test_rater_weights_move_loss_within_the_humans_not_away_from_them() -> None:
+    rows = _rows(["human"] * 10 + ["teacher"] * 90)
+    rows.weight[:10] = np.linspace(0.2, 1.0, 10, dtype=np.float32)  # agreement weights
+    w = row_weights(rows, human_weight=0.5)
+    human = rows.source == "human"
+    assert abs(w[human].sum() - 0.5) < 1e-6 and abs(w[~human].sum() - 0.5) < 1e-6
+    assert abs(w[9] / w[0] - 5.0) < 1e-5  # a unanimous pair counts 5x a contested one
 
 
 def test_soft_cross_entropy_equals_hard_cross_entropy_on_one_hot_targets() -> None:

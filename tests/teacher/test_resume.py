@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import searchrel.teacher.train as train_module
 from searchrel.config import Config
-from searchrel.teacher.checkpoint import CHECKPOINT_DIR, save_checkpoint
+from searchrel.teacher.checkpoint import CHECKPOINT_DIR, load_trainable, save_checkpoint
 from searchrel.teacher.train import train_teacher
 
 pytestmark = pytest.mark.slow
@@ -67,3 +67,15 @@ def test_a_run_interrupted_after_epoch_one_resumes_to_the_adapters_of_an_uninter
     # A checkpoint from another config is not resumed: the run starts afresh.
     changed = train_teacher(*toy_tables, tmp_path / "restarted", llama_config(epochs=2, seed=7))
     assert changed["resumed_from_epoch"] == 0
+
+
+def test_a_checkpoint_missing_a_trainable_weight_is_refused_not_half_loaded() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    model[0].requires_grad_(False)  # the frozen base: never in a checkpoint
+    saved = {n: p.detach().clone() + 1 for n, p in model.named_parameters() if p.requires_grad}
+    load_trainable(model, saved)  # the frozen weights' absence is expected
+    torch.testing.assert_close(model[1].weight, saved["1.weight"])
+    with pytest.raises(ValueError, match=r"lacks trainable weights: \['1.bias'\]"):
+        load_trainable(model, {"1.weight": saved["1.weight"]})
+    with pytest.raises(ValueError, match="does not have"):
+        load_trainable(model, {**saved, "2.weight": saved["1.weight"]})

@@ -72,9 +72,18 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
-    if unexpected:
-        raise ValueError(f"checkpoint weights the model does not have: {unexpected[:3]}")
+    """Load the adapters and the head; every trainable weight must be in ``state`` (frozen
+    base weights are not: strict loading would demand them). A missing one would leave a
+    fresh adapter beside a restored optimizer, silently."""
+    result = model.load_state_dict(state, strict=False)
+    if result.unexpected_keys:
+        raise ValueError(
+            f"checkpoint weights the model does not have: {result.unexpected_keys[:3]}"
+        )
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(trainable & set(result.missing_keys))
+    if missing:
+        raise ValueError(f"checkpoint lacks trainable weights: {missing[:3]}")
 
 
 def save_checkpoint(directory: Path, trainer: Trainer, state: TrainState, key: str) -> None:
