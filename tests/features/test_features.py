@@ -9,11 +9,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from searchrel.config import FeatureConfig
+from searchrel.config import DataConfig, FeatureConfig
+from searchrel.features.build import without_test_queries
 from searchrel.features.embedder import Embedder
 from searchrel.features.pairs import PairFeaturizer, assemble_inputs
 from searchrel.features.store import ItemStore, build_item_store, engagement_rates
-from searchrel.schema import SCALAR_FEATURES
+from searchrel.schema import IMPRESSIONS, SCALAR_FEATURES
+from searchrel.splits import split_of
 
 COL = {name: i for i, name in enumerate(SCALAR_FEATURES)}
 
@@ -149,3 +151,19 @@ def test_the_multilingual_encoder_places_translations_together() -> None:
     assert np.array_equal(
         use.encode_query("rotes Sommerkleid"), use.encode_query("rotes Sommerkleid")
     )
+
+
+def test_engagement_is_counted_without_the_test_queries_impressions() -> None:
+    """The held-out queries' clicks follow their labels: counted into the items' rates they
+    would hand the evaluation (and the deploy gate) its own answers."""
+    data = DataConfig(test_fraction=0.3, val_fraction=0.1)
+    queries = [f"query {n}" for n in range(40)]
+    log = pa.Table.from_pylist(
+        [{"date": dt.date(2026, 11, 1), "query": q, "locale": "en-US", "item_id": "i1",
+          "impressions": 10, "clicks": 9, "saves": 0, "closeups": 1} for q in queries],
+        schema=IMPRESSIONS,
+    )  # fmt: skip
+    kept, left_out = without_test_queries(log, data)
+    test = [q for q in queries if split_of(q, data) == "test"]
+    assert 0 < len(test) < len(queries) and left_out == len(test)
+    assert set(kept.column("query").to_pylist()) == set(queries) - set(test)

@@ -71,6 +71,9 @@ def test_the_student_trains_on_teacher_and_human_rows_and_holds_out_test_queries
     assert summary["train_rows_by_source"]["human"] > 0
     assert summary["train_rows_by_source"]["teacher"] > 0
     assert summary["export_max_abs_diff"] <= 1e-5
+    # The test queries' own impressions never reach the items' engagement features.
+    features = json.loads((features_dir / "summary.json").read_text())
+    assert features["engagement_rows_of_test_queries_left_out"] > 0
 
 
 def test_compiled_pipeline_uses_the_configured_images(tmp_path: Path, monkeypatch) -> None:

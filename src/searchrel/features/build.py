@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from searchrel.config import Config
+from searchrel.config import Config, DataConfig
 from searchrel.features.embedder import Embedder
 from searchrel.features.pairs import PairFeaturizer
 from searchrel.features.store import ENCODER_GRAPH_DIR, ItemStore, build_item_store
@@ -36,6 +36,16 @@ def latest_per_pair(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in sorted(rows, key=lambda r: r["date"]):
         latest[(r["query"], r["locale"], r["item_id"])] = r
     return [latest[k] for k in sorted(latest)]
+
+
+def without_test_queries(impressions: pa.Table, data: DataConfig) -> tuple[pa.Table, int]:
+    """The impressions that engagement rates may be computed from: not the test queries'.
+    Their clicks follow their relevance, so rates counted over them would hand the held-out
+    evaluation (and the deploy gate, which scores on it) its own answers through the items'
+    engagement features. Returns the rows kept and how many were left out."""
+    keep = pa.array([split_of(q, data) != "test" for q in impressions.column("query").to_pylist()])
+    kept = impressions.filter(keep)
+    return kept, impressions.num_rows - kept.num_rows
 
 
 def save_encoder_graph(embedder: Embedder, directory: Path) -> Path | None:
@@ -67,14 +77,11 @@ def build_features(
     )
     impressions = read_table(impressions_path, "impressions") if impressions_path else None
 
-    embedder = Embedder.from_config(cfg.features)
-    build_item_store(
-        items.table,
-        impressions.table if impressions else None,
-        embedder,
-        cfg.features,
-        out_dir / STORE_DIR,
+    engagement_log, held_out_impressions = (
+        without_test_queries(impressions.table, cfg.data) if impressions else (None, 0)
     )
+    embedder = Embedder.from_config(cfg.features)
+    build_item_store(items.table, engagement_log, embedder, cfg.features, out_dir / STORE_DIR)
     store = ItemStore(out_dir / STORE_DIR)
     save_encoder_graph(embedder, out_dir / STORE_DIR / ENCODER_GRAPH_DIR)
     featurizer = PairFeaturizer(store, embedder, cfg.features)
@@ -155,6 +162,7 @@ def build_features(
         "rows_by_source": {src: columns["source"].count(src) for src, _ in sources},
         "rows_by_split": {sp: splits.count(sp) for sp in ("train", "val", "test")},
         "unknown_items": len(unknown),
+        "engagement_rows_of_test_queries_left_out": held_out_impressions,
         "embedding_dim": store.dim,
         "scalar_features": list(SCALAR_FEATURES),
         "seconds": round(time.perf_counter() - started, 1),
