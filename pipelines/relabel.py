@@ -59,8 +59,9 @@ def relabel_and_distil(
         else:
             shard_task.set_cpu_limit(JUDGE_SHARD_CPU).set_memory_limit(JUDGE_SHARD_MEMORY)
         shard_task.set_retry(num_retries=2, backoff_duration="60s")
-        # Cached: the same teacher on the same impressions gives the same labels, so a rerun
-        # after a failure downstream does not pay for the GPUs (or the judge's tokens) again.
+        # Cacheable: the same teacher on the same impressions gives the same labels, so a
+        # Retry after a failure downstream does not pay for the GPUs (or the judge) again.
+        # (KFP keys the cache on input artifact identities: a fresh ingest means a fresh key.)
         shard_task.set_caching_options(True)
     labels = ops.label_collect(
         shard_labels=dsl.Collected(shard_task.outputs["shard_labels"]), config_yaml=config_yaml

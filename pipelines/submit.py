@@ -8,6 +8,8 @@ in the cluster an hour later.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -17,14 +19,17 @@ from typing import Any
 import yaml
 
 from pipelines.catalog import COMPILED_DIR, PIPELINES
-from searchrel.config import ConfigError, LabelConfig
+from searchrel.config import Config, ConfigError, LabelConfig
 from searchrel.model_source import is_uri
 
 TOKEN_ENV = "KFP_TOKEN"  # a bearer token for the KFP API (e.g. behind Kubeflow's auth proxy)
 SERVICE_ACCOUNT = "searchrel-pipeline-runner"  # manifests/pipelines/rbac.yaml
 CRON_FIELDS = 6  # KFP's cron has seconds first: "0 0 3 * * *" is 03:00 every day
 MOUNTED_PATH_PARAMETERS = {"previous_labels"}  # read by tasks as files: a URI cannot work
-LABEL_SHARD_EXECUTOR = "exec-label-shard"  # the compiled label task, whose placement is fixed
+LABEL_SHARD_TASK = "label-shard"  # the compiled label task: its placement and fan-out are fixed
+DEPLOYING_PIPELINES = {"daily_distillation"}  # end by committing to the GitOps repository
+
+log = logging.getLogger(__name__)
 
 
 class SubmitError(ConfigError):
@@ -74,7 +79,16 @@ def pipeline_arguments(path: Path, params: dict[str, str], config_yaml: str) -> 
     )
     if missing:
         raise SubmitError(f"{path.stem} needs --param {'=... --param '.join(missing)}=...")
-    check_label_placement(spec, path.stem, config_yaml)
+    cfg = run_config(config_yaml)
+    if not config_yaml:
+        log.warning("no --config: the run uses the built-in defaults (a laptop-sized MiniLM "
+                    "teacher), not configs/cluster.yaml")  # fmt: skip
+    check_label_placement(spec, path.stem, cfg.label)
+    if path.stem in DEPLOYING_PIPELINES and not (arguments.get("gitops_repo") or cfg.deploy.repo):
+        raise SubmitError(
+            f"{path.stem} deploys through GitOps: pass --param gitops_repo=<https URL> or set "
+            f"deploy.repo in the config (otherwise the gate fails after the labeling)"
+        )
     for name in sorted(set(arguments) & MOUNTED_PATH_PARAMETERS):
         if is_uri(arguments[name]):
             raise SubmitError(
@@ -84,26 +98,54 @@ def pipeline_arguments(path: Path, params: dict[str, str], config_yaml: str) -> 
     return arguments
 
 
-def check_label_placement(spec: dict[str, Any], name: str, config_yaml: str) -> None:
-    """The run's label backend must be the one the pipeline was compiled for: the shard tasks'
-    nodes are fixed at compile time (GPU nodes for the teacher, CPU nodes for a served judge).
-    The wrong pair would still run, but the teacher would crawl on CPU nodes, or every judge
-    shard would hold a GPU it never uses."""
-    executor = spec.get("deploymentSpec", {}).get("executors", {}).get(LABEL_SHARD_EXECUTOR)
-    if executor is None:
-        return  # this pipeline labels nothing
-    on_gpu = "accelerator" in executor.get("container", {}).get("resources", {})
+def run_config(config_yaml: str) -> Config:
+    """The config the run's tasks will read (the defaults where none is sent)."""
     try:
         raw = yaml.safe_load(config_yaml) if config_yaml else None
-        backend = LabelConfig.model_validate((raw or {}).get("label") or {}).backend
-    except (yaml.YAMLError, ValueError, AttributeError) as exc:  # pydantic's error is a ValueError
-        raise SubmitError(f"config_yaml: no valid label section ({exc})".splitlines()[0]) from exc
-    if on_gpu != (backend == "teacher"):
+        return Config.model_validate(raw or {})
+    except (yaml.YAMLError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise SubmitError(f"config_yaml: not a valid config ({exc})".splitlines()[0]) from exc
+
+
+def compiled_label_fan_out(spec: dict[str, Any]) -> tuple[bool, int] | None:
+    """(on GPU nodes, shard count) of the compiled label task; None if the pipeline labels
+    nothing."""
+    executor = spec.get("deploymentSpec", {}).get("executors", {}).get(f"exec-{LABEL_SHARD_TASK}")
+    if executor is None:
+        return None
+    on_gpu = "accelerator" in executor.get("container", {}).get("resources", {})
+    components = spec.get("components", {})
+    for dag in [spec["root"], *components.values()]:
+        for task in dag.get("dag", {}).get("tasks", {}).values():
+            body = components.get(task.get("componentRef", {}).get("name", ""), {})
+            if "parameterIterator" in task and LABEL_SHARD_TASK in body.get("dag", {}).get(
+                "tasks", {}
+            ):
+                return on_gpu, len(json.loads(task["parameterIterator"]["items"]["raw"]))
+    raise SubmitError(f"the compiled {LABEL_SHARD_TASK} task has no shard loop around it")
+
+
+def check_label_placement(spec: dict[str, Any], name: str, label: LabelConfig) -> None:
+    """The run's label backend and shard count must be the ones the pipeline was compiled for:
+    both are fixed at compile time (GPU nodes for the teacher, CPU nodes for a served judge;
+    one task per shard). The wrong backend would still run, but the teacher would crawl on CPU
+    nodes, or every judge shard would hold a GPU it never uses; another shard count would be
+    ignored without a word."""
+    compiled = compiled_label_fan_out(spec)
+    if compiled is None:
+        return  # this pipeline labels nothing
+    on_gpu, shards = compiled
+    fix = "run `searchrel pipelines compile --config <this config>` first"
+    if on_gpu != (label.backend == "teacher"):
         nodes = "GPU" if on_gpu else "CPU"
         raise SubmitError(
             f"{name} was compiled with its label shards on {nodes} nodes, but this config "
-            f"labels with backend {backend!r}: run `searchrel pipelines compile --config "
-            f"<this config>` first (the backend is fixed when compiled)"
+            f"labels with backend {label.backend!r}: {fix} (the backend is fixed when compiled)"
+        )
+    if shards != label.shards:
+        raise SubmitError(
+            f"{name} was compiled with {shards} label shards, but this config sets "
+            f"label.shards {label.shards}: {fix} (the fan-out is fixed when compiled)"
         )
 
 

@@ -164,8 +164,13 @@ def test_a_five_field_cron_is_refused_with_the_six_field_form() -> None:
 
 def test_parameters_are_checked_against_the_pipeline() -> None:
     path = package("daily_distillation")
-    args = pipeline_arguments(path, {"source": "s3://b/day", "teacher_uri": "s3://b/t"}, "x: 1")
-    assert args["config_yaml"] == "x: 1"
+    repo = {"gitops_repo": "https://git.example.com/gitops.git"}
+    config = "data:\n  levels: 5\n"
+    args = pipeline_arguments(path, {"source": "s3://b/day", "teacher_uri": "s3://b/t", **repo},
+                              config)  # fmt: skip
+    assert args["config_yaml"] == config
+    with pytest.raises(SubmitError, match="not a valid config"):
+        pipeline_arguments(path, {"source": "s3://b/day", "teacher_uri": "s3://b/t"}, "x: 1")
     with pytest.raises(SubmitError, match="no parameter sorce"):
         pipeline_arguments(path, {"sorce": "s3://b/day", "teacher_uri": "s3://b/t"}, "")
     with pytest.raises(SubmitError, match="needs --param teacher_uri"):
@@ -229,7 +234,7 @@ def test_a_judge_backend_compiles_label_shards_onto_cpu_nodes(tmp_path: Path) ->
 
 
 def test_a_config_whose_backend_differs_from_the_compiled_one_is_refused(tmp_path: Path) -> None:
-    params = {"source": "s3://b/day", "teacher_uri": "s3://b/t"}
+    params = {"source": "s3://b/day", "teacher_uri": "s3://b/t", "gitops_repo": "https://g/r.git"}
     gpu_compiled = package("daily_distillation")  # the committed YAML: the teacher backend
     assert pipeline_arguments(gpu_compiled, params, "label:\n  backend: teacher\n")
     assert pipeline_arguments(gpu_compiled, params, "")  # no config: the default backend
@@ -257,3 +262,25 @@ def test_the_cli_compiles_with_the_label_section_of_the_config_it_is_given(tmp_p
     assert "accelerator" not in shard
     loops = [t for t in all_tasks(spec).values() if "parameterIterator" in t]
     assert [json.loads(t["parameterIterator"]["items"]["raw"]) for t in loops] == [[0, 1, 2, 3]]
+
+
+def test_a_config_whose_shard_count_differs_from_the_compiled_one_is_refused() -> None:
+    params = {"source": "s3://b/day", "teacher_uri": "s3://b/t", "gitops_repo": "https://g/r.git"}
+    path = package("daily_distillation")  # compiled with the default 8 shards
+    assert pipeline_arguments(path, params, "label:\n  shards: 8\n")
+    with pytest.raises(SubmitError, match=r"compiled with 8 label shards.*label.shards 2"):
+        pipeline_arguments(path, params, "label:\n  shards: 2\n")
+    drift = package("drift_watch")  # its loop sits inside the drift condition
+    names = ["reference_uri", "requests_dir", "state_path", "teacher_uri", "items_uri",
+             "judgments_uri", "impressions_uri"]  # fmt: skip
+    with pytest.raises(SubmitError, match="compiled with 8 label shards"):
+        pipeline_arguments(drift, {n: "s3://x" for n in names}, "label:\n  shards: 3\n")
+
+
+def test_the_daily_pipeline_needs_a_gitops_repository_before_it_is_submitted() -> None:
+    """Without one the gate fails only after hours of labeling."""
+    params = {"source": "s3://b/day", "teacher_uri": "s3://b/t"}
+    path = package("daily_distillation")
+    with pytest.raises(SubmitError, match="deploys through GitOps"):
+        pipeline_arguments(path, params, "")
+    assert pipeline_arguments(path, params, "deploy:\n  repo: https://g/r.git\n")

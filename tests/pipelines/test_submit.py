@@ -66,7 +66,8 @@ def committed_spec(name: str) -> dict[str, Any]:
 
 
 def test_submit_sends_the_committed_pipeline_with_its_parameters(kfp_api: dict) -> None:
-    params = {"source": "s3://lake/impressions/2026-11-26", "teacher_uri": "s3://m/teacher/7"}
+    params = {"source": "s3://lake/impressions/2026-11-26", "teacher_uri": "s3://m/teacher/7",
+              "gitops_repo": "https://git.example.com/ml/gitops.git"}  # fmt: skip
     result = submit(kfp_api["host"], "daily_distillation", params, "data:\n  levels: 5\n")
     assert result["run_id"] == "run-1"
     run = kfp_api["posts"]["/apis/v2beta1/runs"]
@@ -99,7 +100,8 @@ def test_a_drifted_window_starts_the_daily_pipeline_on_the_cluster_and_a_calm_on
     from tests.pipelines.test_drift_watch_local import write_window
 
     features = Path(local_run["outputs"]["features"])
-    params = ["--param", "source=s3://lake/window", "--param", "teacher_uri=s3://m/teacher"]
+    params = ["--param", "source=s3://lake/window", "--param", "teacher_uri=s3://m/teacher",
+              "--param", "gitops_repo=https://git.example.com/ml/gitops.git"]  # fmt: skip
 
     def drift(window: Path, name: str) -> dict[str, Any]:
         proc = subprocess.run(
@@ -142,7 +144,7 @@ def test_previous_labels_as_a_bucket_uri_is_refused_before_any_contact(tmp_path:
     proc = subprocess.run(
         [sys.executable, "-m", "searchrel", "pipelines", "submit", "--host",
          "http://127.0.0.1:9", "-p", "daily_distillation", "--param", "source=/data/day",
-         "--param", "teacher_uri=/models/teacher",
+         "--param", "teacher_uri=/models/teacher", "--param", "gitops_repo=https://g/r.git",
          "--param", "previous_labels=gs://bucket/labels/2026-11-25"],
         capture_output=True, text=True,
     )  # fmt: skip
