@@ -25,7 +25,8 @@ class Components:
     caption_items: Any
     teacher_train: Any
     teacher_evaluate: Any
-    label_shard: Any
+    label_shard: Any  # on the GPU image: the fine-tuned teacher
+    label_shard_cpu: Any  # on the CPU image: a judge shard only calls a served LLM
     label_collect: Any
     build_features: Any
     student_train: Any
@@ -48,6 +49,7 @@ def build_components(images: Images | None = None) -> Components:
         teacher_train=_component(teacher.teacher_train, images.gpu),
         teacher_evaluate=_component(teacher.teacher_evaluate, images.gpu),
         label_shard=_component(teacher.label_shard, images.gpu),
+        label_shard_cpu=_component(teacher.label_shard, images.cpu),
         label_collect=_component(teacher.label_collect, images.cpu),
         build_features=_component(student.build_features, images.cpu),
         student_train=_component(student.student_train, images.cpu),

@@ -45,7 +45,8 @@ def relabel_and_distil(
     None: the pipeline has no such parameter and the component's default ("") applies."""
     optional = {"previous_labels": previous_labels, "date": label_date}
     with dsl.ParallelFor(items=list(range(label.shards)), name="label-shards") as shard:
-        shard_task = ops.label_shard(
+        label_shard = ops.label_shard if label.backend == "teacher" else ops.label_shard_cpu
+        shard_task = label_shard(
             teacher=teacher,
             items=items,
             impressions=impressions,

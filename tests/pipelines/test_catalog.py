@@ -17,7 +17,7 @@ import yaml
 from pipelines.catalog import COMPILED_DIR, PIPELINES, compile_all, compile_one
 from pipelines.submit import SubmitError, check_cron, package, parse_params, pipeline_arguments
 from searchrel.config import LabelConfig
-from searchrel.images import REGISTRY_ENV, TAG_ENV
+from searchrel.images import REGISTRY_ENV, TAG_ENV, resolve_images
 
 GPU_STEPS = {"exec-teacher-train", "exec-label-shard", "exec-caption-items"}
 
@@ -225,6 +225,9 @@ def test_a_judge_backend_compiles_label_shards_onto_cpu_nodes(tmp_path: Path) ->
     shard = executors["exec-label-shard"]["container"]["resources"]
     assert "accelerator" not in shard
     assert shard["resourceCpuLimit"] == "2" and shard["resourceMemoryLimit"] == "8G"
+    images = resolve_images()  # the CPU image: no multi-GB CUDA pull on a CPU node
+    assert executors["exec-label-shard"]["container"]["image"] == images.cpu
+    assert executors["exec-caption-items"]["container"]["image"] == images.gpu
     assert "nodeSelector" not in kube.get("exec-label-shard", {})
     assert "tolerations" not in kube.get("exec-label-shard", {})
     assert all_tasks(spec)["label-shard"]["retryPolicy"]["maxRetryCount"] == 2
