@@ -14,6 +14,7 @@ from kfp import compiler, dsl
 from kfp.dsl import Dataset, Model
 
 from components import build_components
+from pipelines.gpu import with_pod_namespace
 from pipelines.relabel import relabel_and_distil
 from searchrel.config import LabelConfig
 from searchrel.images import Images
@@ -45,6 +46,7 @@ def build_drift_watch(images: Images | None = None, label: LabelConfig | None = 
             config_yaml=config_yaml,
         ).set_display_name("drift check")
         check.set_caching_options(False)  # each scheduled run must look at the window as it is
+        with_pod_namespace(check)  # its metrics push is grouped by namespace
         with dsl.If(check.outputs["Output"] == RELABEL, name="drifted"):
             teacher = dsl.importer(artifact_uri=teacher_uri, artifact_class=Model)
             items = dsl.importer(artifact_uri=items_uri, artifact_class=Dataset)

@@ -1,4 +1,5 @@
-"""How a GPU step asks for its node: one GPU, the GPU node pool, its taint, shared memory.
+"""How a GPU step asks for its node: one GPU, the GPU node pool, its taint, shared memory;
+and the downward-API namespace that steps pushing metrics group them by.
 
 kfp-kubernetes settings land in the compiled YAML (the KFP backend applies them on a
 cluster); KFP's local runner ignores them.
@@ -24,5 +25,14 @@ def on_gpu(task: Any, gpus: int = 1, memory: str = "32G", cpu: str = "8") -> Any
     kubernetes.add_toleration(task, key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")
     kubernetes.empty_dir_mount(
         task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
+    )
+    return task
+
+
+def with_pod_namespace(task: Any) -> Any:
+    """``POD_NAMESPACE`` from the downward API: searchrel.pushmetrics groups a step's pushed
+    metrics by it, so dev's and prod's runs do not overwrite each other's."""
+    kubernetes.use_field_path_as_env(
+        task, env_name="POD_NAMESPACE", field_path="metadata.namespace"
     )
     return task

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from kfp import dsl
 
 from components import Components
-from pipelines.gpu import on_gpu
+from pipelines.gpu import on_gpu, with_pod_namespace
 from searchrel.config import LabelConfig
 
 # A judge shard only sends requests to the LLM server and writes Parquet: no GPU node for it.
@@ -68,6 +68,7 @@ def relabel_and_distil(
         shard_labels=dsl.Collected(shard_task.outputs["shard_labels"]), config_yaml=config_yaml
     ).set_display_name("teacher: collect labels")
     labels.set_caching_options(True)
+    with_pod_namespace(labels)  # its metrics push is grouped by namespace
     features = ops.build_features(
         items=items,
         judgments=judgments,

@@ -31,6 +31,7 @@ RECEIVER = {
     "SearchrelLatencyP99High": "chat",
     "SearchrelServedModelStale": "chat",
     "SearchrelTeacherLabelsStale": "chat",
+    "SearchrelTeacherLabelsMissing": "chat",
     "SearchrelPipelineRunFailed": "chat",
     "SearchrelDriftDetected": "ml-team",
 }

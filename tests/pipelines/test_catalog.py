@@ -259,10 +259,12 @@ def test_the_cli_compiles_with_the_label_section_of_the_config_it_is_given(tmp_p
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert len(proc.stdout.split()) == len(PIPELINES)
-    # No kubernetes platform section at all: only the label shards would have asked for one.
-    (spec,) = yaml.safe_load_all((tmp_path / "out" / "drift_watch.yaml").read_text())
+    spec, platform = yaml.safe_load_all((tmp_path / "out" / "drift_watch.yaml").read_text())
     shard = spec["deploymentSpec"]["executors"]["exec-label-shard"]["container"]["resources"]
     assert "accelerator" not in shard
+    assert (
+        "exec-label-shard" not in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    )  # no node selector, toleration or /dev/shm
     loops = [t for t in all_tasks(spec).values() if "parameterIterator" in t]
     assert [json.loads(t["parameterIterator"]["items"]["raw"]) for t in loops] == [[0, 1, 2, 3]]
 
@@ -287,3 +289,16 @@ def test_the_daily_pipeline_needs_a_gitops_repository_before_it_is_submitted() -
     with pytest.raises(SubmitError, match="deploys through GitOps"):
         pipeline_arguments(path, params, "")
     assert pipeline_arguments(path, params, "deploy:\n  repo: https://g/r.git\n")
+
+
+@pytest.mark.parametrize(
+    ("name", "executor"),
+    [("daily_distillation", "exec-label-collect"), ("drift_watch", "exec-label-collect"),
+     ("drift_watch", "exec-drift-check"), ("relevance_loop", "exec-label-collect")],
+)  # fmt: skip
+def test_steps_that_push_metrics_know_their_namespace(name: str, executor: str) -> None:
+    _, platform = load(name)
+    kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {"fieldPath": "metadata.namespace", "name": "POD_NAMESPACE"} in kube[executor][
+        "fieldPathAsEnv"
+    ]

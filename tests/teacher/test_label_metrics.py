@@ -132,3 +132,19 @@ def test_the_label_collect_step_pushes_to_the_configured_pushgateway(
     assert proc.returncode == 0, proc.stderr
     ((_, path, body),) = received
     assert path.endswith("/namespace/searchrel") and "searchrel_teacher_labels_rows 4.0" in body
+
+
+def test_an_unreachable_pushgateway_leaves_the_labels_and_the_textfile_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from searchrel.pushmetrics import export_registry, set_gauge
+
+    registry = CollectorRegistry()
+    set_gauge(registry, "searchrel_test_gauge", "a test gauge", 1.0)
+    with caplog.at_level("WARNING"):
+        result = export_registry(registry, tmp_path / "x.prom", "http://127.0.0.1:9", "job")
+    assert result["pushed_to"] is None and result["push_error"]
+    assert "searchrel_test_gauge 1.0" in (tmp_path / "x.prom").read_text()
+    assert "metrics not pushed to http://127.0.0.1:9" in caplog.text
