@@ -158,6 +158,7 @@ class ServeConfig(Strict):
 
 class DriftConfig(Strict):
     min_window: int = 100  # fewest served rows before a verdict is given
+    window_hours: float = Field(24.0, ge=0)  # served rows this recent (vs the log's newest); 0: all
     drift_share: float = Field(0.3, gt=0, le=1)  # share of drifted feature columns that means drift
     stattest_threshold: float = 0.05  # p-value (or distance) threshold of the per-column tests
     embedding_drift: bool = True  # also run Evidently's EmbeddingsDrift on query embeddings

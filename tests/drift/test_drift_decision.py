@@ -104,3 +104,26 @@ def test_the_drift_job_exports_metrics_and_decides_on_real_windows(tmp_path: Pat
     assert "searchrel_drift_detected 1.0" in prom
     saved = json.loads((tmp_path / "out2" / "drift.json").read_text())
     assert saved["decision"]["relabel"] is True
+
+
+def test_the_drift_window_is_the_last_hours_of_the_log_not_all_of_it() -> None:
+    """The log grows forever; a check judges what is served now, not what a replaced
+    student served days ago."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from searchrel.drift.job import recent_rows
+
+    newest = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
+    hours_back = [0, 1, 23, 24, 25, 72]
+    log = pa.table({
+        "ts": pa.array([newest - dt.timedelta(hours=h) for h in hours_back],
+                       type=pa.timestamp("ms", tz="UTC")),
+        "request_id": [f"r{h}" for h in hours_back],
+    })  # fmt: skip
+    window, older = recent_rows(log, 24.0)
+    assert window.column("request_id").to_pylist() == ["r0", "r1", "r23", "r24"]
+    assert older == 2
+    everything, none_older = recent_rows(log, 0.0)
+    assert everything.num_rows == len(hours_back) and none_older == 0

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from searchrel.config import Config
 from searchrel.drift.decide import STATE_FILE, decide
@@ -12,6 +16,21 @@ from searchrel.drift.prometheus import export_drift_metrics
 from searchrel.drift.report import run_drift
 from searchrel.request_log import read_request_log
 from searchrel.tables import read_table, write_quarantine
+
+
+def recent_rows(log: pa.Table, hours: float) -> tuple[pa.Table, int]:
+    """The log's rows of the ``hours`` before its newest row (0: all), and how many are older.
+
+    The log keeps growing and a scheduled check must judge what is served now, not traffic a
+    student replaced days ago. Anchored on the newest row, not the clock, so a replayed or
+    copied log gives the same window."""
+    if hours <= 0 or log.num_rows == 0:
+        return log, 0
+    ts = log.column("ts")
+    newest = pc.max(ts).as_py()
+    start = pa.scalar(newest - dt.timedelta(hours=hours), type=ts.type)
+    recent = log.filter(pc.greater_equal(ts, start))
+    return recent, log.num_rows - recent.num_rows
 
 
 def drift_job(
@@ -27,8 +46,9 @@ def drift_job(
     current = read_request_log(requests_dir, levels)
     if current.quarantine.num_rows:
         write_quarantine(current.quarantine, out_dir / "request_log_quarantine.parquet")
-    verdict = run_drift(reference.table, current.table, cfg.drift, out_dir)
-    verdict["request_log"] = current.summary()
+    window, older = recent_rows(current.table, cfg.drift.window_hours)
+    verdict = run_drift(reference.table, window, cfg.drift, out_dir)
+    verdict["request_log"] = {**current.summary(), "rows_before_the_window": older}
     verdict["prometheus"] = export_drift_metrics(verdict, out_dir, cfg.drift.pushgateway)
     verdict["decision"] = decide(verdict, cfg.drift, state_path or out_dir / STATE_FILE)
     (out_dir / "drift.json").write_text(
