@@ -378,7 +378,7 @@ def main() -> int:
     speed = None if args.skip_speed else measure_speed()
     t_acc, h_acc = results["teacher"]["accuracy"], results["student: human only"]["accuracy"]
     b_acc = results[best]["accuracy"]
-    prior = info["test_prior_accuracy"]
+    prior = float(j["label"].iloc[spec.test_idx].value_counts(normalize=True).max())
     # Paired by seed: the same initial weights with and without the teacher's labels.
     lifts = 100 * (
         np.array(results[best]["per_seed"]["accuracy"])
@@ -419,7 +419,11 @@ def main() -> int:
         "goals": {
             "student_ge_95pct_of_teacher": b_acc / t_acc >= 0.95,
             "distillation_lifts_ge_3_points": b_acc - h_acc >= 0.03,
-            "teacher_beats_prior": t_acc > prior,  # else the 95% goal says nothing
+            # A teacher at the prior makes the 95% goal trivial and a "lift" only a climb back
+            # to the prior (from a human-only student that over-fits below it): both flags say
+            # whether the figures above mean anything.
+            "teacher_beats_prior_by_1_point": t_acc - prior >= 0.01,
+            "distilled_student_above_prior": b_acc > prior,
             "student_ge_50x_teacher_pairs_per_s": (
                 None if speed is None else speed["student_over_teacher"] >= 50
             ),
