@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from components import Components
 from pipelines.gpu import on_gpu, with_pod_namespace
-from searchrel.config import LabelConfig
+from searchrel.config import JudgeConfig, LabelConfig
 
 # A judge shard only sends requests to the LLM server and writes Parquet: no GPU node for it.
 JUDGE_SHARD_CPU = "2"  # the client's worker threads and the Parquet writer
 JUDGE_SHARD_MEMORY = "8G"  # one shard's impressions and labels in memory
+JUDGE_SECRET = "searchrel-judge-credentials"  # key `api_key`: the judge endpoint's bearer token
 
 
 class Distilled(NamedTuple):
@@ -59,6 +60,14 @@ def relabel_and_distil(
             on_gpu(shard_task)
         else:
             shard_task.set_cpu_limit(JUDGE_SHARD_CPU).set_memory_limit(JUDGE_SHARD_MEMORY)
+            # The judge endpoint's bearer token, from a Secret (optional: an open endpoint
+            # needs none); the env name is the judge config's default, fixed when compiled.
+            kubernetes.use_secret_as_env(
+                shard_task,
+                secret_name=JUDGE_SECRET,
+                secret_key_to_env={"api_key": JudgeConfig().api_key_env},
+                optional=True,
+            )
         shard_task.set_retry(num_retries=2, backoff_duration="60s")
         # Cacheable: the same teacher on the same impressions gives the same labels, so a
         # Retry after a failure downstream does not pay for the GPUs (or the judge) again.

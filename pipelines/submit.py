@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from pipelines.catalog import COMPILED_DIR, PIPELINES
-from searchrel.config import Config, ConfigError, LabelConfig
+from searchrel.config import Config, ConfigError, DeployConfig, LabelConfig, format_config_error
 from searchrel.model_source import is_uri
 
 TOKEN_ENV = "KFP_TOKEN"  # a bearer token for the KFP API (e.g. behind Kubeflow's auth proxy)
@@ -84,6 +85,11 @@ def pipeline_arguments(path: Path, params: dict[str, str], config_yaml: str) -> 
         log.warning("no --config: the run uses the built-in defaults (a laptop-sized MiniLM "
                     "teacher), not configs/cluster.yaml")  # fmt: skip
     check_label_placement(spec, path.stem, cfg.label)
+    if cfg.deploy.token_env != DeployConfig().token_env:
+        raise SubmitError(
+            f"deploy.token_env {cfg.deploy.token_env!r}: on a cluster the Git token comes from "
+            f"the Secret mounted as {DeployConfig().token_env} (compiled in); leave it unset"
+        )
     if path.stem in DEPLOYING_PIPELINES and not (arguments.get("gitops_repo") or cfg.deploy.repo):
         raise SubmitError(
             f"{path.stem} deploys through GitOps: pass --param gitops_repo=<https URL> or set "
@@ -102,9 +108,14 @@ def run_config(config_yaml: str) -> Config:
     """The config the run's tasks will read (the defaults where none is sent)."""
     try:
         raw = yaml.safe_load(config_yaml) if config_yaml else None
+    except yaml.YAMLError as exc:
+        raise SubmitError(f"config_yaml: not valid YAML ({exc})".splitlines()[0]) from exc
+    if raw is not None and not isinstance(raw, dict):
+        raise SubmitError("config_yaml: the top level must be a mapping")
+    try:
         return Config.model_validate(raw or {})
-    except (yaml.YAMLError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        raise SubmitError(f"config_yaml: not a valid config ({exc})".splitlines()[0]) from exc
+    except ValidationError as exc:
+        raise SubmitError(format_config_error("config_yaml", exc)) from exc
 
 
 def compiled_label_fan_out(spec: dict[str, Any]) -> tuple[bool, int] | None:
@@ -135,7 +146,7 @@ def check_label_placement(spec: dict[str, Any], name: str, label: LabelConfig) -
     if compiled is None:
         return  # this pipeline labels nothing
     on_gpu, shards = compiled
-    fix = "run `searchrel pipelines compile --config <this config>` first"
+    fix = "put that label section in configs/cluster.yaml and run `make compile`"
     if on_gpu != (label.backend == "teacher"):
         nodes = "GPU" if on_gpu else "CPU"
         raise SubmitError(

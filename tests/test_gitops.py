@@ -219,8 +219,11 @@ def test_kfps_minio_uris_are_committed_as_s3_and_undownloadable_schemes_refused(
     work = checkout(gitops_repo, tmp_path / "after")
     assert read_model_uri(work / OVERLAY / MODEL_FILE) == result["model_uri"]
     before = head(gitops_repo)
-    with pytest.raises(DeployError, match="KServe cannot download ftp://"):
+    with pytest.raises(DeployError, match="ftp:// cannot be downloaded by both KServe and"):
         deploy("ftp://host/student", gate_file(tmp_path, True), cfg)
+    # KServe reads pvc://, but tomorrow's gate could not read it back to score it
+    with pytest.raises(DeployError, match="pvc:// cannot be downloaded"):
+        deploy("pvc://models/student", gate_file(tmp_path, True), cfg)
     assert head(gitops_repo) == before
 
 

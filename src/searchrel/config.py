@@ -209,7 +209,7 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message is one line for the user."""
 
 
-def _format_error(source: str, err: ValidationError) -> str:
+def format_config_error(source: str, err: ValidationError) -> str:
     problems = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"])
@@ -239,7 +239,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_error(source, exc)) from exc
+        raise ConfigError(format_config_error(source, exc)) from exc
 
 
 def dump_config(cfg: Config) -> str:

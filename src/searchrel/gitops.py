@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from searchrel.config import DeployConfig
+from searchrel.model_source import OBJECT_STORE_PREFIXES
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model.yaml"
@@ -70,17 +71,17 @@ def _ops(model_file: Path) -> list[dict[str, Any]]:
     return ops
 
 
-# What KServe's storage initializer downloads (kserve_storage.Storage); anything else fails
-# in the predictor's init container after Argo CD synced it.
-KSERVE_SCHEMES = ("s3://", "gs://", "pvc://", "hdfs://", "webhdfs://", "hf://", "oci://",
-                  "https://", "http://")  # fmt: skip
+# A committed URI is read twice: by KServe's storage initializer in the predictor, and by the
+# next day's gate (searchrel.serving.server.local_model_dir, kserve_storage too) to score the
+# served student. Only schemes both read are committed: searchrel.model_source's.
 KFP_MINIO_SCHEME = "minio://"  # KFP's default artifact store: S3 objects under another name
 
 
 def serving_uri(uri: str) -> str:
     """The URI to commit for KServe: KFP's ``minio://bucket/key`` becomes ``s3://bucket/key``
-    (the predictor's service account must carry the MinIO endpoint and credentials); a scheme
-    KServe cannot download is refused here rather than in a crash-looping pod."""
+    (the predictor's service account, and the gate task, must then carry the MinIO endpoint
+    and credentials: README, Deploys); a scheme KServe or the gate cannot download is refused
+    here rather than in a crash-looping pod or tomorrow's gate."""
     if not uri or uri != uri.strip() or any(c in uri for c in "\n\r\t "):
         raise DeployError(f"model URI {uri!r} is empty or has whitespace")
     if uri.startswith(KFP_MINIO_SCHEME):
@@ -90,10 +91,10 @@ def serving_uri(uri: str) -> str:
     if "://" not in uri:
         log.warning("model URI %s is a local path: a cluster cannot read it", uri)
         return uri
-    if not uri.startswith(KSERVE_SCHEMES):
+    if not uri.startswith(OBJECT_STORE_PREFIXES):
         raise DeployError(
-            f"model URI {uri}: KServe cannot download {uri.split('://')[0]}:// "
-            f"(it reads {', '.join(KSERVE_SCHEMES)})"
+            f"model URI {uri}: {uri.split('://')[0]}:// cannot be downloaded by both KServe and "
+            f"the gate (they read {', '.join(OBJECT_STORE_PREFIXES)})"
         )
     return uri
 

@@ -127,3 +127,33 @@ def test_the_drift_window_is_the_last_hours_of_the_log_not_all_of_it() -> None:
     assert older == 2
     everything, none_older = recent_rows(log, 0.0)
     assert everything.num_rows == len(hours_back) and none_older == 0
+
+
+@pytest.mark.slow
+def test_shifted_traffic_older_than_the_window_does_not_trigger_a_relabel(tmp_path: Path) -> None:
+    """Yesterday's student served the shifted rows three days ago; today's calm traffic is
+    what the check judges. The same log read whole (window 0) does show the drift."""
+    import datetime as dt
+
+    reference = tmp_path / "reference.parquet"
+    write_table(reference_table(), reference, "student_features", LEVELS)
+    now = dt.datetime.now(dt.UTC)
+    old = now - dt.timedelta(hours=72)
+    shifted = [{**row, "ts": old} for row in current_table(seed=7, shift=1.0).to_pylist()]
+    calm = [{**row, "ts": now} for row in current_table(seed=8, shift=0.0).to_pylist()]
+    logger = RequestLogger(tmp_path / "log", 1.0)
+    logger.log(shifted)
+    logger.log(calm)
+    logger.close()
+
+    def run(hours: float, out: str) -> dict[str, Any]:
+        drift = {"min_window": 50, "window_hours": hours}
+        cfg = load_config(overrides={"data": {"levels": LEVELS}, "drift": drift})
+        return drift_job(reference, tmp_path / "log", tmp_path / out, cfg, tmp_path / out / "s")
+
+    recent = run(24.0, "recent")
+    assert recent["request_log"]["rows_before_the_window"] == len(shifted)
+    assert recent["decision"]["relabel"] is False
+    everything = run(0.0, "all")
+    assert everything["request_log"]["rows_before_the_window"] == 0
+    assert everything["drift_detected"]

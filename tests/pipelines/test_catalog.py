@@ -169,7 +169,7 @@ def test_parameters_are_checked_against_the_pipeline() -> None:
     args = pipeline_arguments(path, {"source": "s3://b/day", "teacher_uri": "s3://b/t", **repo},
                               config)  # fmt: skip
     assert args["config_yaml"] == config
-    with pytest.raises(SubmitError, match="not a valid config"):
+    with pytest.raises(SubmitError, match="config_yaml: x: Extra inputs are not permitted"):
         pipeline_arguments(path, {"source": "s3://b/day", "teacher_uri": "s3://b/t"}, "x: 1")
     with pytest.raises(SubmitError, match="no parameter sorce"):
         pipeline_arguments(path, {"sorce": "s3://b/day", "teacher_uri": "s3://b/t"}, "")
@@ -228,8 +228,11 @@ def test_a_judge_backend_compiles_label_shards_onto_cpu_nodes(tmp_path: Path) ->
     images = resolve_images()  # the CPU image: no multi-GB CUDA pull on a CPU node
     assert executors["exec-label-shard"]["container"]["image"] == images.cpu
     assert executors["exec-caption-items"]["container"]["image"] == images.gpu
-    assert "nodeSelector" not in kube.get("exec-label-shard", {})
-    assert "tolerations" not in kube.get("exec-label-shard", {})
+    assert "nodeSelector" not in kube["exec-label-shard"]
+    assert "tolerations" not in kube["exec-label-shard"]
+    (secret,) = kube["exec-label-shard"]["secretAsEnv"]  # the judge endpoint's token
+    assert secret["secretName"] == "searchrel-judge-credentials" and secret["optional"] is True
+    assert secret["keyToEnv"] == [{"secretKey": "api_key", "envVar": "SEARCHREL_JUDGE_API_KEY"}]
     assert all_tasks(spec)["label-shard"]["retryPolicy"]["maxRetryCount"] == 2
     (loop,) = [t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t]
     assert json.loads(loop["parameterIterator"]["items"]["raw"]) == [0, 1, 2]
@@ -262,9 +265,10 @@ def test_the_cli_compiles_with_the_label_section_of_the_config_it_is_given(tmp_p
     spec, platform = yaml.safe_load_all((tmp_path / "out" / "drift_watch.yaml").read_text())
     shard = spec["deploymentSpec"]["executors"]["exec-label-shard"]["container"]["resources"]
     assert "accelerator" not in shard
-    assert (
-        "exec-label-shard" not in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    )  # no node selector, toleration or /dev/shm
+    shard_kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
+        "exec-label-shard"
+    ]
+    assert set(shard_kube) == {"secretAsEnv"}  # no node selector, toleration or /dev/shm
     loops = [t for t in all_tasks(spec).values() if "parameterIterator" in t]
     assert [json.loads(t["parameterIterator"]["items"]["raw"]) for t in loops] == [[0, 1, 2, 3]]
 
@@ -302,3 +306,18 @@ def test_steps_that_push_metrics_know_their_namespace(name: str, executor: str) 
     assert {"fieldPath": "metadata.namespace", "name": "POD_NAMESPACE"} in kube[executor][
         "fieldPathAsEnv"
     ]
+
+
+def test_a_config_naming_another_git_token_variable_is_refused() -> None:
+    """The token Secret is mounted under the default name when compiled: another name would
+    leave the gate and the deploy without it."""
+    params = {"source": "s3://b/day", "teacher_uri": "s3://b/t", "gitops_repo": "https://g/r.git"}
+    config = "deploy:\n  token_env: MY_TOKEN\n"
+    with pytest.raises(SubmitError, match=r"deploy\.token_env 'MY_TOKEN'"):
+        pipeline_arguments(package("daily_distillation"), params, config)
+
+
+def test_an_invalid_config_is_refused_naming_the_field() -> None:
+    params = {"source": "s3://b/day", "teacher_uri": "s3://b/t", "gitops_repo": "https://g/r.git"}
+    with pytest.raises(SubmitError, match=r"label\.shards"):
+        pipeline_arguments(package("daily_distillation"), params, "label:\n  shards: 0\n")

@@ -75,7 +75,10 @@ def test_a_checkpoint_missing_a_trainable_weight_is_refused_not_half_loaded() ->
     saved = {n: p.detach().clone() + 1 for n, p in model.named_parameters() if p.requires_grad}
     load_trainable(model, saved)  # the frozen weights' absence is expected
     torch.testing.assert_close(model[1].weight, saved["1.weight"])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
     with pytest.raises(ValueError, match=r"lacks trainable weights: \['1.bias'\]"):
-        load_trainable(model, {"1.weight": saved["1.weight"]})
+        load_trainable(model, {"1.weight": saved["1.weight"] + 1})
+    for name, param in model.named_parameters():  # refused before anything was loaded
+        torch.testing.assert_close(param, before[name])
     with pytest.raises(ValueError, match="does not have"):
         load_trainable(model, {**saved, "2.weight": saved["1.weight"]})

@@ -43,7 +43,8 @@ def without_test_queries(impressions: pa.Table, data: DataConfig) -> tuple[pa.Ta
     Their clicks follow their relevance, so rates counted over them would hand the held-out
     evaluation (and the deploy gate, which scores on it) its own answers through the items'
     engagement features. Returns the rows kept and how many were left out."""
-    keep = pa.array([split_of(q, data) != "test" for q in impressions.column("query").to_pylist()])
+    queries = impressions.column("query").to_pylist()
+    keep = pa.array([split_of(q, data) != "test" for q in queries], type=pa.bool_())
     kept = impressions.filter(keep)
     return kept, impressions.num_rows - kept.num_rows
 

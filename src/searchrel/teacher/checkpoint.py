@@ -73,17 +73,17 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load the adapters and the head; every trainable weight must be in ``state`` (frozen
-    base weights are not: strict loading would demand them). A missing one would leave a
-    fresh adapter beside a restored optimizer, silently."""
-    result = model.load_state_dict(state, strict=False)
-    if result.unexpected_keys:
-        raise ValueError(
-            f"checkpoint weights the model does not have: {result.unexpected_keys[:3]}"
-        )
+    base weights are not: strict loading would demand them). Checked before anything is
+    loaded, so a refused ``state`` leaves the model as it was: a missing weight would
+    otherwise leave a fresh adapter beside a restored optimizer, silently."""
+    unexpected = sorted(set(state) - set(model.state_dict()))
+    if unexpected:
+        raise ValueError(f"checkpoint weights the model does not have: {unexpected[:3]}")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    missing = sorted(trainable & set(result.missing_keys))
+    missing = sorted(trainable - set(state))
     if missing:
         raise ValueError(f"checkpoint lacks trainable weights: {missing[:3]}")
+    model.load_state_dict(state, strict=False)
 
 
 def save_checkpoint(directory: Path, trainer: Trainer, state: TrainState, key: str) -> None:
@@ -131,7 +131,11 @@ def load_checkpoint(directory: Path, trainer: Trainer, key: str) -> TrainState |
     tensors: dict[str, Any] = torch.load(
         directory / TENSORS_FILE, map_location="cpu", weights_only=True
     )
-    load_trainable(trainer.model, tensors["model"])
+    try:
+        load_trainable(trainer.model, tensors["model"])
+    except ValueError as exc:  # weights of another layout (a library's renamed modules)
+        log.warning("%s does not fit this model (%s): starting afresh", directory, exc)
+        return None
     trainer.optimizer.load_state_dict(tensors["optimizer"])
     trainer.scheduler.load_state_dict(tensors["scheduler"])
     if tensors["scaler"]:  # empty when fp16 (the only user of a scaler) is off
