@@ -13,6 +13,7 @@ import yaml
 
 from pipelines.drift_watch import compile_drift_watch
 from pipelines.run_local import run_drift_watch_local
+from searchrel.config import LabelConfig
 from searchrel.request_log import RequestLogger
 from searchrel.schema import SCALAR_FEATURES
 from tests.conftest import TINY_CONFIG
@@ -75,8 +76,8 @@ def test_a_calm_window_holds_and_a_drifted_one_relabels_a_new_student(
 
 
 def test_drift_watch_compiles_with_its_gate_and_gpu_labeling(tmp_path: Path) -> None:
-    spec, platform = yaml.safe_load_all(Path(compile_drift_watch(tmp_path / "dw.yaml", None, 2))
-                                        .read_text())  # fmt: skip
+    compiled = compile_drift_watch(tmp_path / "dw.yaml", None, LabelConfig(shards=2))
+    spec, platform = yaml.safe_load_all(Path(compiled).read_text())
     gate = next(t for n, t in spec["root"]["dag"]["tasks"].items() if n.startswith("condition"))
     assert gate["triggerPolicy"]["condition"].endswith("== 'relabel'")
     kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
