@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.catalog import COMPILED_DIR
+from pipelines.catalog import COMPILED_DIR, cluster_label_config
 from pipelines.submit import SERVICE_ACCOUNT, schedule, submit
 from tests.conftest import TINY_CONFIG
 
@@ -100,6 +100,12 @@ def test_a_drifted_window_starts_the_daily_pipeline_on_the_cluster_and_a_calm_on
     from tests.pipelines.test_drift_watch_local import write_window
 
     features = Path(local_run["outputs"]["features"])
+    # The committed pipeline fans out over cluster.yaml's label shards; submit refuses a config
+    # whose label section differs, so the tiny drift settings travel with the cluster's label.
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["label"] = cluster_label_config().model_dump(mode="json")
+    cluster_tiny = tmp_path / "tiny_with_cluster_label.yaml"
+    cluster_tiny.write_text(yaml.safe_dump(config))
     params = ["--param", "source=s3://lake/window", "--param", "teacher_uri=s3://m/teacher",
               "--param", "gitops_repo=https://git.example.com/ml/gitops.git"]  # fmt: skip
 
@@ -107,7 +113,7 @@ def test_a_drifted_window_starts_the_daily_pipeline_on_the_cluster_and_a_calm_on
         proc = subprocess.run(
             [sys.executable, "-m", "searchrel", "drift", "--reference",
              str(features / "student_features.parquet"), "--requests", str(window),
-             "--out", str(tmp_path / name), "--config", str(TINY_CONFIG),
+             "--out", str(tmp_path / name), "--config", str(cluster_tiny),
              "--submit-host", kfp_api["host"], *params],
             capture_output=True, text=True,
         )  # fmt: skip
