@@ -171,8 +171,13 @@ class DriftConfig(Strict):
 
 
 class GateConfig(Strict):
-    metric: str = "ndcg_at_20"  # key of searchrel.metrics.evaluate compared on held-out labels
+    metric: str = "ndcg_at_20"  # ndcg_at_<k>, accuracy, qwk or auroc_ge_<t> on held-out labels
     max_regression: float = Field(0.0, ge=0)  # the candidate may trail the serving model by this
+    # hold only a candidate worse by more than max_regression with this confidence (one-sided,
+    # paired bootstrap over held-out queries); a difference within the noise deploys
+    confidence: float = Field(0.95, ge=0.5, lt=1)
+    bootstrap_resamples: int = Field(2000, ge=100)  # query resamples of the paired bootstrap
+    seed: int = 13  # seeds the resampling: the same models and labels give the same decision
     min_queries: int = Field(5, ge=1)  # fewest held-out human-labelled queries to decide on
 
 

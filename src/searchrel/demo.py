@@ -6,7 +6,11 @@
 2. the student on KServe's ModelServer at 127.0.0.1, real V1 and V2 requests for the last
    day's logged queries (each logged by the server's request logger);
 3. the Evidently drift check on what was served against what the student was trained on;
-4. a summary table, also written as JSON to ``<out>/summary.json``.
+4. a daily run of the distillation pipeline on the last day: its gate against the served
+   student and, when the new one is not worse, its deploy as a commit to a GitOps repository;
+5. a summary table, also written as JSON to ``<out>/summary.json``.
+
+The console shows one line per step; everything the steps print goes to ``<out>/demo.log``.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from searchrel.config import load_config
+from searchrel.config import Config, load_config
 from searchrel.data.sample import build_sample
+from searchrel.demo_console import StepConsole
 from searchrel.drift.job import drift_job
 
-console = Console()
 SUMMARY_FILE = "summary.json"
+LOG_FILE = "demo.log"  # everything the steps print: KFP's executor logs, library warnings
+FAILURE_TAIL = 30  # lines of the log shown when the demo fails
 
 
 def free_port() -> int:
@@ -154,7 +160,7 @@ HEADLINE = {
 }
 
 
-def print_summary(summary: dict[str, Any]) -> None:
+def print_summary(summary: dict[str, Any], console: Console) -> None:
     table = Table(title="searchrel demo: held-out human judgments (test queries)")
     table.add_column("model")
     table.add_column("version")
@@ -172,64 +178,118 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print(
         f"serving: {serving['requests']} requests (V1 + V2) for {serving['queries']} queries, "
         f"status {serving['status_counts']}, latency p50 {serving['all_latency_ms']['p50']} ms, "
-        f"p99 {serving['all_latency_ms']['p99']} ms"
+        f"p99 {serving['all_latency_ms']['p99']} ms",
+        highlight=False,
     )
     console.print(
         f"drift: detected={drift.get('drift_detected')} share={drift.get('drift_share')} "
-        f"on {drift.get('current_rows')} served rows "
-        f"(report: {drift.get('report_html')})"
+        f"on {drift.get('current_rows')} served rows (report: {drift.get('report_html')})",
+        highlight=False,
     )
     daily, gate = summary["daily"], summary["daily"]["gate"]
-    console.print(
-        f"daily run: gate {'passed' if gate['passed'] else 'held'} ({gate['reason']}); "
-        + (f"deployed as commit {daily['commit']}" if daily["deployed"] else "nothing deployed")
-        + f"; the dev overlay serves {daily['served_uri']}"
-    )
-    console.print(f"summary JSON: {summary['summary_path']}")
+    if daily["deployed"]:
+        outcome = (
+            f"[green]deployed[/green]: commit {daily['commit']} in {daily['gitops_repo']}; the "
+            f"dev overlay now serves {daily['served_uri']} (was {daily['served_uri_before']})"
+        )
+    else:
+        outcome = f"[yellow]held[/yellow]: the dev overlay still serves {daily['served_uri']}"
+    console.print(f"daily run: gate {'passed' if gate['passed'] else 'held'} ({gate['reason']})")
+    console.print(outcome, highlight=False)
+    console.print(f"summary JSON: {summary['summary_path']}", highlight=False)
+    console.print(f"full log:     {summary['log']}", highlight=False)
 
 
-def run_demo(out: Path, config: Path) -> dict[str, Any]:
-    from pipelines.run_local import run_local  # the pipeline lives beside the package
-    from searchrel.demo_daily import run_daily
-
-    started = time.perf_counter()
-    out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(config)
-    console.rule("1/5 the pipeline (kfp.local SubprocessRunner)")
-    run = run_local(source="sample", config_path=config, pipeline_root=out / "pipeline")
-    student_dir = Path(run["outputs"]["student"])
-    features_dir = Path(run["outputs"]["features"])
-
-    console.rule("2/5 the student on KServe (127.0.0.1)")
-    sample_dir = out / "sample"
-    build_sample(sample_dir)
+def _serve_and_request(
+    out: Path, config: Path, cfg: Config, student_dir: Path, sample_dir: Path, steps: StepConsole
+) -> dict[str, Any]:
     request_log = out / "request_log"
     for old in request_log.glob("*.jsonl"):
         old.unlink()  # a rerun judges only its own requests
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = start_server(student_dir, config, port, request_log, out / "server.log")
+    with steps.step("start the server") as step:
+        server = start_server(student_dir, config, port, request_log, out / "server.log")
+        try:
+            wait_ready(base, cfg.serve.model_name, server, timeout=180)
+        except BaseException:
+            stop_server(server)
+            raise
+        step["figure"] = f"ready at {base} (log: {out / 'server.log'})"
     try:
-        wait_ready(base, cfg.serve.model_name, server, timeout=180)
-        serving = send_requests(
-            base, cfg.serve.model_name, logged_queries(sample_dir / "impressions.parquet")
-        )
-        serving["metrics_sample"] = [
-            line
-            for line in httpx.get(f"{base}/metrics", timeout=5).text.splitlines()
-            if line.startswith("searchrel_requests_total")
-        ]
+        with steps.step("V1 + V2 requests") as step:
+            serving = send_requests(
+                base, cfg.serve.model_name, logged_queries(sample_dir / "impressions.parquet")
+            )
+            serving["metrics_sample"] = [
+                line
+                for line in httpx.get(f"{base}/metrics", timeout=5).text.splitlines()
+                if line.startswith("searchrel_requests_total")
+            ]
+            step["figure"] = (
+                f"{serving['requests']} for {serving['queries']} logged queries, status "
+                f"{serving['status_counts']}, p50 {serving['all_latency_ms']['p50']} ms, "
+                f"p99 {serving['all_latency_ms']['p99']} ms"
+            )
     finally:
         serving_exit = stop_server(server)
+    return serving | {"server_exit_code": serving_exit}
 
-    console.rule("3/5 drift: served requests vs training data (Evidently)")
-    drift = drift_job(features_dir / "student_features.parquet", request_log, out / "drift", cfg)
 
-    console.rule("4/5 a daily run: distil the last day, gate it against the served student, deploy")
-    daily = run_daily(out, config, sample_dir, Path(run["outputs"]["teacher"]), student_dir)
+def run_demo(out: Path, config: Path, console: Console | None = None) -> dict[str, Any]:
+    """The whole loop; the console shows one line per step, ``<out>/demo.log`` the rest."""
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / LOG_FILE
+    log_path.unlink(missing_ok=True)
+    try:
+        with StepConsole(log_path, console) as steps:
+            return _run_steps(out, config, log_path, steps)
+    except Exception:
+        terminal = console or Console(stderr=True)
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-FAILURE_TAIL:]
+        terminal.print(f"[red]the demo failed[/red]; the last lines of {log_path}:")
+        for line in tail:
+            terminal.print(line, markup=False, highlight=False, soft_wrap=True)
+        raise
 
-    console.rule("5/5 summary")
+
+def _run_steps(out: Path, config: Path, log_path: Path, steps: StepConsole) -> dict[str, Any]:
+    from pipelines.run_local import run_local  # the pipeline lives beside the package
+    from searchrel.demo_daily import run_daily
+
+    started = time.perf_counter()
+    cfg = load_config(config)
+    steps.console.print(
+        f"searchrel demo: the relevance loop on the bundled sample, on this machine "
+        f"(full log: {log_path})",
+        highlight=False,
+    )
+    steps.section("1/5 the relevance loop: a KFP pipeline under kfp.local")
+    steps.pipeline_root = out / "pipeline"
+    run = run_local(source="sample", config_path=config, pipeline_root=steps.pipeline_root)
+    student_dir = Path(run["outputs"]["student"])
+    features_dir = Path(run["outputs"]["features"])
+
+    steps.section("2/5 the student on KServe's ModelServer (127.0.0.1)")
+    sample_dir = out / "sample"
+    build_sample(sample_dir)
+    serving = _serve_and_request(out, config, cfg, student_dir, sample_dir, steps)
+
+    steps.section("3/5 drift: what was served vs what the student trained on (Evidently)")
+    with steps.step("drift check") as step:
+        drift = drift_job(
+            features_dir / "student_features.parquet", out / "request_log", out / "drift", cfg
+        )
+        step["figure"] = (
+            f"drift {'detected' if drift.get('drift_detected') else 'not detected'} "
+            f"(share {drift.get('drift_share')}) on {drift.get('current_rows')} served rows"
+        )
+
+    steps.section("4/5 a daily run: distil the last day, gate it, deploy through GitOps")
+    steps.pipeline_root = out / "daily"
+    daily = run_daily(out, config, sample_dir, Path(run["outputs"]["teacher"]), student_dir, steps)
+    steps.section("5/5 summary")
     teacher_metrics = json.loads(
         (Path(run["outputs"]["teacher_metrics"]) / "metrics.json").read_text()
     )
@@ -244,15 +304,18 @@ def run_demo(out: Path, config: Path) -> dict[str, Any]:
             if teacher_metrics.get("accuracy")
             else None
         ),
-        "serving": serving | {"server_exit_code": serving_exit},
+        "serving": serving,
         "drift": drift,
         "daily": daily,
         "pipeline": run,
+        "steps": steps.steps,
+        "console_lines_before_summary": steps.lines + 1,  # + the title line
         "seconds": round(time.perf_counter() - started, 1),
         "summary_path": str(out / SUMMARY_FILE),
+        "log": str(log_path),
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    print_summary(summary)
+    print_summary(summary, steps.console)
     return summary

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -20,6 +21,9 @@ import yaml
 from searchrel.config import DeployConfig
 from searchrel.gitops import MODEL_FILE, served_uri, write_model_uri
 from searchrel.repo import repository_root
+
+if TYPE_CHECKING:
+    from searchrel.demo_console import StepConsole
 
 OVERLAY = "manifests/overlays/dev"
 
@@ -58,11 +62,23 @@ def last_day_source(sample_dir: Path, out: Path) -> Path:
 
 
 def run_daily(
-    out: Path, config: Path, sample_dir: Path, teacher: Path, served_student: Path
+    out: Path,
+    config: Path,
+    sample_dir: Path,
+    teacher: Path,
+    served_student: Path,
+    steps: StepConsole | None = None,
 ) -> dict[str, Any]:
     from pipelines.run_local import run_pipeline_local
 
-    repo = seed_gitops_repo(out, served_student)
+    step: AbstractContextManager[dict[str, str]] = (
+        steps.step("GitOps repository") if steps else nullcontext({})
+    )
+    with step as seeded:
+        repo = seed_gitops_repo(out, served_student)
+        seeded["figure"] = f"{repo}: {OVERLAY} serves the loop's student"
+    deploy_cfg = DeployConfig(repo=str(repo), overlay=OVERLAY)
+    served_before = served_uri(deploy_cfg)
     settings = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     settings["deploy"] = {**settings.get("deploy", {}), "overlay": OVERLAY}
     daily_config = out / "daily_config.yaml"
@@ -84,7 +100,8 @@ def run_daily(
         "gate": gate,
         "deployed": after != before,
         "commit": _git(repo, "log", "-1", "--format=%h %s", "main") if after != before else None,
-        "served_uri": served_uri(DeployConfig(repo=str(repo), overlay=OVERLAY)),
+        "served_uri_before": served_before,
+        "served_uri": served_uri(deploy_cfg),
         "gitops_repo": str(repo),
         "seconds": run["seconds"],
         "pipeline_root": run["pipeline_root"],

@@ -101,7 +101,7 @@ def test_an_unknown_metric_is_one_line_from_the_cli(
     inputs: dict[str, Path], tmp_path: Path
 ) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text(TINY_CONFIG.read_text() + "gate:\n  metric: ndcg_at_7\n")
+    config.write_text(TINY_CONFIG.read_text() + "gate:\n  metric: ndcg_at_seven\n")
     proc = subprocess.run(
         [sys.executable, "-m", "searchrel.student.gate", "--candidate", str(inputs["student"]),
          "--items", str(inputs["items"]), "--judgments", str(inputs["judgments"]),
@@ -109,4 +109,4 @@ def test_an_unknown_metric_is_one_line_from_the_cli(
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert "ndcg_at_7" in proc.stderr and "Traceback" not in proc.stderr
+    assert "ndcg_at_seven" in proc.stderr and "Traceback" not in proc.stderr

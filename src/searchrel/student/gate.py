@@ -3,9 +3,13 @@ human judgments, scored the way the server scores them.
 
 Both bundles go through ``StudentModel.score`` (each with its own item store and embedder), so
 bundles built with different feature versions are still compared fairly; items a bundle has
-never seen are scored from their text as inline items. The candidate passes when its metric is
-at least the serving model's minus ``gate.max_regression``; with nothing served yet it passes
-on its own, and with too few held-out queries it fails (a gate that cannot see must not open).
+never seen are scored from their text as inline items. A handful of held-out queries cannot
+tell a difference in the fourth decimal from luck, so the decision is statistical: a paired
+bootstrap over the held-out queries (``searchrel.student.compare``) holds the candidate only
+when it trails the serving model by more than ``gate.max_regression`` with
+``gate.confidence``; a candidate that is not worse, within the noise, deploys. With nothing
+served yet the candidate passes on its own, and with too few held-out queries it fails (a gate
+that cannot see must not open).
 """
 
 from __future__ import annotations
@@ -13,16 +17,22 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from searchrel import metrics
 from searchrel.config import Config, ConfigError
 from searchrel.gitops import GATE_FILE
 from searchrel.serving import serving_model_module
 from searchrel.splits import split_of
+from searchrel.student.compare import (
+    UnknownMetricError,
+    check_metric,
+    metric_value,
+    paired_bootstrap,
+)
 from searchrel.tables import read_table
 
 log = logging.getLogger(__name__)
@@ -47,10 +57,14 @@ def _inline(items: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
-def score_bundle(
-    bundle: Path, held_out: pd.DataFrame, items: pd.DataFrame, cfg: Config
-) -> dict[str, Any]:
-    """Every held-out (query, item) through the bundle's own serving path; metrics of the lot."""
+class Scored(NamedTuple):
+    probs: npt.NDArray[np.float32]  # one row of K probabilities per held-out pair
+    version: str  # the bundle's model version
+    levels: int
+
+
+def score_bundle(bundle: Path, held_out: pd.DataFrame, items: pd.DataFrame, cfg: Config) -> Scored:
+    """Every held-out (query, item) through the bundle's own serving path."""
     serving = serving_model_module()
 
     model = serving.StudentModel(bundle, cfg.serve, cfg.features)
@@ -63,15 +77,7 @@ def score_bundle(
             str(query), str(locale), ids, inline={i: inline[i] for i in ids}
         )
         probs[group.index.to_numpy()] = model.score(request)[0]
-    result = metrics.evaluate(
-        held_out["label"].to_numpy(),
-        probs,
-        list(held_out["query"]),
-        list(held_out["locale"]),
-        model.student.meta.levels,
-    )
-    result["model_version"] = model.version
-    return result
+    return Scored(probs, model.version, model.student.meta.levels)
 
 
 def gate(
@@ -85,38 +91,68 @@ def gate(
     """Compare the candidate with the serving bundle; write and return the decision."""
     from searchrel.serving.server import local_model_dir
 
+    g = cfg.gate
     held_out = held_out_judgments(judgments_path, cfg)
     items = read_table(items_path, "items").table.to_pandas()
     queries = held_out[["query", "locale"]].drop_duplicates().shape[0]
-    name = cfg.gate.metric
+    try:
+        check_metric(g.metric, cfg.data.levels)
+    except UnknownMetricError as exc:
+        raise ConfigError(str(exc)) from exc
     decision: dict[str, Any] = {
-        "metric": name,
-        "max_regression": cfg.gate.max_regression,
+        "metric": g.metric,
+        "max_regression": g.max_regression,
+        "confidence": g.confidence,
         "held_out_rows": len(held_out),
         "held_out_queries": queries,
     }
-    if queries < cfg.gate.min_queries:
+    if queries < g.min_queries:
         decision |= {"passed": False, "reason": f"{queries} held-out queries, fewer than "
-                     f"gate.min_queries={cfg.gate.min_queries}"}  # fmt: skip
+                     f"gate.min_queries={g.min_queries}"}  # fmt: skip
         return _write(decision, out_dir)
+    labels = held_out["label"].to_numpy()
     new = score_bundle(candidate, held_out, items, cfg)
-    if name not in new:
-        raise ConfigError(f"gate.metric {name!r} is not a metric (try ndcg_at_20, accuracy, qwk)")
-    decision |= {"candidate": new[name], "candidate_version": new["model_version"]}
+    decision["candidate_version"] = new.version
     if not serving:
-        decision |= {"passed": new[name] is not None, "serving": None,
-                     "reason": "nothing is served yet: the first model deploys"}  # fmt: skip
+        alone = metric_value(labels, new.probs, held_out["query"], held_out["locale"],
+                             new.levels, g.metric)  # fmt: skip
+        reason = "nothing is served yet: the first model deploys"
+        if alone is None:
+            reason = f"{g.metric} is undefined on the held-out set"
+        decision |= {"candidate": alone, "serving": None, "passed": alone is not None,
+                     "reason": reason}  # fmt: skip
         return _write(decision, out_dir)
     old = score_bundle(local_model_dir(serving, out_dir / "serving-bundle"), held_out, items, cfg)
-    decision |= {"serving": old[name], "serving_version": old["model_version"]}
-    if new[name] is None or old[name] is None:
-        decision |= {"passed": False, "reason": f"{name} is undefined on the held-out set"}
+    decision["serving_version"] = old.version
+    try:
+        c = paired_bootstrap(
+            labels, new.probs, old.probs, held_out["query"], held_out["locale"], new.levels,
+            g.metric, confidence=g.confidence, resamples=g.bootstrap_resamples, seed=g.seed,
+        )  # fmt: skip
+    except ValueError as exc:  # the metric has no value on these labels: nothing to decide on
+        decision |= {"passed": False, "reason": str(exc)}
         return _write(decision, out_dir)
-    delta = float(new[name]) - float(old[name])
-    passed = delta >= -cfg.gate.max_regression
-    decision |= {"delta": round(delta, 6), "passed": passed,
-                 "reason": f"{name} {new[name]:.5f} vs serving {old[name]:.5f} "
-                 f"({delta:+.5f}; allowed regression {cfg.gate.max_regression})"}  # fmt: skip
+    worse = c.worse_beyond(g.max_regression)
+    pct = f"{g.confidence:.0%}"
+    verdict = (
+        f"worse: even its {pct} upper bound {c.upper:+.5f} trails by more than the allowed "
+        f"{g.max_regression}"
+        if worse
+        else f"not worse beyond the allowed {g.max_regression} with {pct} confidence "
+        f"(upper bound {c.upper:+.5f})"
+    )
+    decision |= {
+        "candidate": c.candidate,
+        "serving": c.reference,
+        "delta": round(c.delta, 6),
+        "delta_lower": round(c.lower, 6),
+        "delta_upper": round(c.upper, 6),
+        "p_candidate_worse": round(c.p_worse, 4),
+        "bootstrap_resamples": c.resamples,
+        "passed": not worse,
+        "reason": f"{g.metric} {c.candidate:.5f} vs serving {c.reference:.5f} ({c.delta:+.5f} "
+        f"over {c.queries} queries): {verdict}",
+    }
     return _write(decision, out_dir)
 
 
