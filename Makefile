@@ -1,51 +1,68 @@
 # searchrel — `make demo` runs the whole loop on the bundled sample; `make test` runs the suite.
-# Both set themselves up (a virtualenv in .venv with the CPU build of torch).
+# Both set themselves up (a virtualenv in .venv with the CPU build of torch); `make test` also
+# installs the system tools its tests run (Debian packages, as root) or says how to.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 # The CPU wheel of torch; an unpinned torch would pull a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help setup demo test lint format compile manifests generated clean
+.PHONY: help setup setup-dev tools demo test test-fast lint format compile manifests generated clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH_CPU)
-	$(BIN)/pip install -q -e ".[dev]"
-	$(BIN)/pip check
-	touch $(STAMP)
+# Two stamps: the demo needs only the runtime dependencies; the tests and lint add the rest
+# (llama-cpp-python among them, which compiles from source). -qq keeps pip to errors.
+$(RUNTIME): pyproject.toml
+	@echo "setting up .venv: searchrel, CPU torch and the runtime dependencies (first run: a few minutes)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -qq $(TORCH_CPU) -e .
+	@$(BIN)/pip check >/dev/null || $(BIN)/pip check
+	@touch $@
 
-setup: $(STAMP) ## create .venv and install searchrel with its dev tools
+$(DEV): $(RUNTIME)
+	@echo "adding the test and lint tools to .venv (llama-cpp-python compiles from source: minutes)"
+	@$(BIN)/pip install -qq -e ".[dev]"
+	@$(BIN)/pip check >/dev/null || $(BIN)/pip check
+	@touch $@
 
-demo: $(STAMP) ## the whole loop on the bundled sample (summary: runs/demo/summary.json)
-	$(BIN)/searchrel demo --out runs/demo --config configs/local.yaml
+setup: $(RUNTIME) ## create .venv with searchrel and its runtime dependencies (what the demo needs)
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy
+setup-dev: $(DEV) ## add the test and lint tools to .venv
+
+tools: ## the system tools the tests run (promtool, amtool, Prometheus, Alertmanager, kubectl)
+	@bash .ci/system-tools
+
+demo: $(RUNTIME) ## the whole loop on the bundled sample (summary: runs/demo/summary.json, log: runs/demo/demo.log)
+	@$(BIN)/searchrel demo --out runs/demo --config configs/local.yaml
+
+lint: $(DEV) ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy src/searchrel components pipelines
 
-format: $(STAMP) ## apply ruff's fixes and formatting
+format: $(DEV) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint ## lint, then the test suite (starts the servers it needs itself)
+test: tools lint ## the system tools, lint, then the whole test suite (starts the servers it needs itself)
 	$(BIN)/pytest
 
-compile: $(STAMP) ## compile every KFP pipeline to pipelines/compiled/ with configs/cluster.yaml's label section (committed; CI checks it is fresh)
+test-fast: tools $(DEV) ## the edit loop: the tests not marked slow (no model training or serving)
+	$(BIN)/pytest -m "not slow"
+
+compile: $(DEV) ## compile every KFP pipeline to pipelines/compiled/ with configs/cluster.yaml's label section (committed; CI checks it is fresh)
 	$(BIN)/searchrel pipelines compile
 
-manifests: $(STAMP) ## render manifests/base/prometheusrule.yaml from monitoring/prometheus/rules.yml
+manifests: $(DEV) ## render manifests/base/prometheusrule.yaml from monitoring/prometheus/rules.yml
 	$(BIN)/python -m searchrel.prometheus_rule
 
 generated: compile manifests ## regenerate every committed generated file, then fail if any changed
