@@ -24,6 +24,7 @@ help: ## show this help
 $(RUNTIME): pyproject.toml
 	@echo "setting up .venv: searchrel, CPU torch and the runtime dependencies (first run: a few minutes)"
 	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -qq --upgrade pip  # an older pip resolves these dependencies for minutes
 	@$(BIN)/pip install -qq $(TORCH_CPU) -e .
 	@$(BIN)/pip check >/dev/null || $(BIN)/pip check
 	@touch $@
