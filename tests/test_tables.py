@@ -87,20 +87,37 @@ def _reasons(rows: list[dict], kind: str, levels: int | None = K) -> list[str]:
 
 
 def test_missing_columns_fail_with_one_message_naming_them() -> None:
-    df = pd.DataFrame([_judgment()]).drop(columns=["label", "weight"])
+    df = pd.DataFrame([_judgment()]).drop(columns=["label", "locale"])
     with pytest.raises(ContractError) as err:
         validate(df, "judgments", K)
     message = str(err.value)
     assert "\n" not in message
-    assert "judgments" in message and "label" in message and "weight" in message
+    assert "judgments" in message and "label" in message and "locale" in message
+
+
+def test_absent_nullable_columns_are_read_as_nulls_and_counted() -> None:
+    """Items with only a title and a description: the six optional fields are null."""
+    df = pd.DataFrame([{"item_id": "p1", "locale": "en-US", "title": "Blue rug",
+                        "description": "wool"}])  # fmt: skip
+    result = validate(df, "items")
+    optional = ["image_uri", "caption", "board_titles", "engaged_queries", "link_title",
+                "link_description"]  # fmt: skip
+    assert result.absent_columns == optional
+    assert result.summary()["absent_columns_read_as_null"] == optional
+    row = result.table.to_pylist()[0]
+    assert row["description"] == "wool" and all(row[c] is None for c in optional)
+    assert result.table.schema == SPECS["items"].schema
+    judgments = validate(pd.DataFrame([_judgment()]).drop(columns=["weight"]), "judgments", K)
+    assert judgments.absent_columns == ["weight"] and judgments.rows_out == 1
+    assert validate(pd.DataFrame([_judgment()]), "judgments", K).absent_columns == []
 
 
 def test_unexpected_columns_fail_too() -> None:
     df = pd.DataFrame([_judgment()]).assign(score=1.0, rater="x")
     with pytest.raises(ContractError, match=r"unexpected column\(s\) score, rater"):
         validate(df, "judgments", K)
-    both = pd.DataFrame([_judgment()]).drop(columns=["weight"]).assign(score=1.0)
-    with pytest.raises(ContractError, match=r"missing column.*weight.*unexpected column.*score"):
+    both = pd.DataFrame([_judgment()]).drop(columns=["label"]).assign(score=1.0)
+    with pytest.raises(ContractError, match=r"missing column.*label.*unexpected column.*score"):
         validate(both, "judgments", K)
 
 
@@ -254,6 +271,7 @@ def test_every_row_is_accounted_for() -> None:
         "rows_out": 3,
         "quarantined": 2,
         "reasons": {"label_out_of_range": 2},
+        "absent_columns_read_as_null": [],
     }
 
 

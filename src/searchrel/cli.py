@@ -62,6 +62,36 @@ def import_crowdflower_cmd(
     _print(import_crowdflower(files, out))
 
 
+@data_app.command("import")
+def import_cmd(
+    out: Annotated[Path, typer.Option(help="directory for items/judgments/impressions.parquet")],
+    items: Annotated[Path | None, typer.Option(help="items: .csv, .parquet or .jsonl")] = None,
+    judgments: Annotated[Path | None, typer.Option(help="human judgments (same formats)")] = None,
+    impressions: Annotated[Path | None, typer.Option(help="impression log (same formats)")] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="CONTRACT=SOURCE or TABLE.CONTRACT=SOURCE: read SOURCE as the contract's "
+            "column (repeatable), e.g. --map query=search_term",
+        ),
+    ] = None,
+    list_sep: Annotated[
+        str,
+        typer.Option(
+            help="separator of list cells in CSV (board_titles ...); JSON arrays always work"
+        ),
+    ] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Your own CSV / Parquet / JSONL tables -> the contract tables the pipeline reads."""
+    from searchrel.data.importer import import_data
+
+    given = {"items": items, "judgments": judgments, "impressions": impressions}
+    sources = {k: v for k, v in given.items() if v is not None}
+    _print(import_data(sources, out, map_ or [], _cfg(config).data.levels, list_sep))
+
+
 @data_app.command("sample")
 def sample_cmd(
     out: Annotated[Path, typer.Option(help="output directory")],

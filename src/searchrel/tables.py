@@ -47,6 +47,7 @@ class Validated:
     quarantine: pa.Table
     rows_in: int
     reasons: dict[str, int] = field(default_factory=dict)
+    absent_columns: list[str] = field(default_factory=list)  # nullable, absent: read as nulls
 
     @property
     def rows_out(self) -> int:
@@ -58,6 +59,7 @@ class Validated:
             "rows_out": self.rows_out,
             "quarantined": self.quarantine.num_rows,
             "reasons": dict(sorted(self.reasons.items())),
+            "absent_columns_read_as_null": list(self.absent_columns),
         }
 
 
@@ -65,6 +67,11 @@ def _to_frame(data: pa.Table | pd.DataFrame) -> pd.DataFrame:
     if isinstance(data, pa.Table):
         return data.to_pandas(types_mapper=None)
     return data.reset_index(drop=True)
+
+
+def absent_nullable(df: pd.DataFrame, spec: TableSpec) -> list[str]:
+    """The contract's nullable columns that ``df`` lacks: they are read as nulls."""
+    return [f.name for f in spec.schema if f.nullable and f.name not in df.columns]
 
 
 def _check_columns(df: pd.DataFrame, spec: TableSpec) -> None:
@@ -178,6 +185,9 @@ def validate(data: pa.Table | pd.DataFrame, kind: str, levels: int | None = None
     if (spec.label_column or spec.probs_column) and levels is None:
         raise ValueError(f"{kind}: the number of levels K is needed to validate labels")
     df = _to_frame(data)
+    absent = absent_nullable(df, spec)
+    if absent:  # optional fields a source does not have (items with only a title, say)
+        df = df.assign(**{name: None for name in absent})
     _check_columns(df, spec)
     rows_in = len(df)
     reasons: list[str | None] = [None] * rows_in
@@ -239,7 +249,13 @@ def validate(data: pa.Table | pd.DataFrame, kind: str, levels: int | None = None
         schema=QUARANTINE_SCHEMA,
     )
     counts = Counter(str(reasons[i]) for i in bad)
-    return Validated(table=table, quarantine=quarantine, rows_in=rows_in, reasons=dict(counts))
+    return Validated(
+        table=table,
+        quarantine=quarantine,
+        rows_in=rows_in,
+        reasons=dict(counts),
+        absent_columns=absent,
+    )
 
 
 def _valid_probs(value: list[float], levels: int) -> bool:
