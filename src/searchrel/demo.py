@@ -33,9 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from searchrel.config import Config, load_config
-from searchrel.data.sample import build_sample
 from searchrel.demo_console import StepConsole
-from searchrel.drift.job import drift_job
 
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "demo.log"  # everything the steps print: KFP's executor logs, library warnings
@@ -255,8 +253,11 @@ def run_demo(out: Path, config: Path, console: Console | None = None) -> dict[st
 
 
 def _run_steps(out: Path, config: Path, log_path: Path, steps: StepConsole) -> dict[str, Any]:
+    # Imported here, inside the log's redirection: their import-time warnings go to the log.
     from pipelines.run_local import run_local  # the pipeline lives beside the package
+    from searchrel.data.sample import build_sample
     from searchrel.demo_daily import run_daily
+    from searchrel.drift.job import drift_job
 
     started = time.perf_counter()
     cfg = load_config(config)
