@@ -262,9 +262,9 @@ def _run_steps(out: Path, config: Path, log_path: Path, steps: StepConsole) -> d
     started = time.perf_counter()
     cfg = load_config(config)
     steps.console.print(
-        f"searchrel demo: the relevance loop on the bundled sample, on this machine "
-        f"(full log: {log_path})",
+        f"searchrel demo: the relevance loop on the bundled sample; full log: {log_path}",
         highlight=False,
+        soft_wrap=True,
     )
     steps.section("1/5 the relevance loop: a KFP pipeline under kfp.local")
     steps.pipeline_root = out / "pipeline"

@@ -208,7 +208,7 @@ class StepConsole:
     # -- what the demo calls -----------------------------------------------------------------
 
     def section(self, title: str) -> None:
-        self.console.print(f"[bold]{title}[/bold]", highlight=False)
+        self.console.print(f"[bold]{title}[/bold]", highlight=False, soft_wrap=True)
         self.lines += 1
         self.log(f"==== {title}")
 
