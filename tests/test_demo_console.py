@@ -106,3 +106,26 @@ def test_figures_come_from_the_files_each_step_wrote(tmp_path: Path) -> None:
     )
     assert step_figure(tmp_path / "nothing-here") == ""
     assert short_name("label-shard-iteration-1") == "label-shard#1"
+
+
+def test_parallel_iterations_of_one_task_get_a_line_each_with_their_own_figure(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "root" / "searchrel-daily-distillation-2026"
+    for i, rows in ((0, 300), (1, 200)):
+        shard = run / f"for-loop-2-iteration-{i}" / "shard_labels" / "date=2026-11-01"
+        shard.mkdir(parents=True)
+        record = shard / f"shard-{i}-of-2.json"
+        record.write_text(json.dumps({"rows": rows, "labeled_now": rows, "reused": 0}))
+        os.utime(record, (1000 + 10 * (1 - i), 1000 + 10 * (1 - i)))  # iteration 1 ends first
+    buffer = io.StringIO()
+    with steps_into(buffer, tmp_path / "demo.log") as steps:
+        steps.pipeline_root = tmp_path / "root"
+        print("Running pipeline: 'searchrel-daily-distillation'")
+        print("Executing task 'label-shard'")
+        print("Executing task 'label-shard'")
+        print("Task 'label-shard' finished with status SUCCESS")
+        print("Task 'label-shard' finished with status SUCCESS")
+    first, second = buffer.getvalue().splitlines()
+    assert first.split()[0] == "label-shard#1" and "200 pairs" in first
+    assert second.split()[0] == "label-shard#2" and "300 pairs" in second

@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+PIPELINE_STARTED = re.compile(r"Running pipeline: '([^']+)'")
 TASK_STARTED = re.compile(r"Executing task '([^']+)'")
 TASK_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 TASK_CACHED = re.compile(r"Task (\S+) cache hit")
@@ -154,7 +156,8 @@ class StepConsole:
         self.lines = 0  # printed step and section lines (the summary table is not counted)
         self.steps: list[dict[str, Any]] = []  # name, status, seconds, figure: for summary.json
         self._lock = threading.RLock()
-        self._running: dict[str, tuple[float, TaskID | None]] = {}
+        self._running: dict[str, list[tuple[float, TaskID | None]]] = {}  # by KFP task name
+        self._finished: Counter[str] = Counter()  # tasks of each name finished in this run
         self._progress: Progress | None = None
         self._saved: tuple[int, int] | None = None
         self._log: TextIO | None = None
@@ -233,12 +236,14 @@ class StepConsole:
     # -- the log, read as it is written ------------------------------------------------------
 
     def _line(self, line: str) -> None:
-        if match := TASK_STARTED.search(line):
+        if match := PIPELINE_STARTED.search(line):
+            self._finished.clear()  # ParallelFor iterations are numbered per run
+        elif match := TASK_STARTED.search(line):
             self._start(match.group(1))
         elif match := TASK_FINISHED.search(line):
             task, status = match.groups()
-            figure = self._figure(task) if status == "SUCCESS" else "see the log"
-            self._finish(task, "ok" if status == "SUCCESS" else status, figure)
+            ok = status == "SUCCESS"
+            self._finish(task, "ok" if ok else status, self._figure(task) if ok else "see the log")
         elif match := TASK_CACHED.search(line):
             self._start(match.group(1))
             self._finish(match.group(1), "cached", self._figure(match.group(1)))
@@ -248,39 +253,48 @@ class StepConsole:
     def _figure(self, task: str) -> str:
         if self.pipeline_root is None or not self.pipeline_root.is_dir():
             return ""
-        runs = [d for d in self.pipeline_root.iterdir() if (d / task).is_dir()]
+        runs = sorted(self.pipeline_root.iterdir(), key=lambda d: d.stat().st_mtime)
         if not runs:
             return ""
-        return step_figure(max(runs, key=lambda d: d.stat().st_mtime) / task)
+        run = runs[-1]
+        if (run / task).is_dir():
+            return step_figure(run / task)
+        # A ParallelFor iteration writes under for-loop-N-iteration-I, in no known order:
+        # the k-th iteration to finish is the k-th whose outputs were last written.
+        iterations = sorted(run.glob("for-loop-*-iteration-*"), key=_last_written)
+        k = self._finished[task]  # iterations of this task that finished before this one
+        return step_figure(iterations[k]) if 0 <= k < len(iterations) else ""
 
     def _start(self, name: str) -> None:
-        name = short_name(name)
         with self._lock:
             task_id = None
             if self._progress is not None:
-                task_id = self._progress.add_task(name, total=None)
-            self._running[name] = (time.monotonic(), task_id)
+                task_id = self._progress.add_task(short_name(name), total=None)
+            self._running.setdefault(name, []).append((time.monotonic(), task_id))
 
     def _advance(self, desc: str, n: int, total: int) -> None:
         """A tqdm line of the running step: overall progress, epochs included."""
         with self._lock:
-            if len(self._running) != 1 or self._progress is None or total <= 0:
+            running = [t for started in self._running.values() for _, t in started]
+            if len(running) != 1 or running[0] is None or self._progress is None or total <= 0:
                 return  # parallel steps interleave their bars: their spinners say enough
-            ((_, (_, task_id)),) = self._running.items()
-            if task_id is None:
-                return
             done = n / total
             if epoch := OF.search(desc):
                 e, epochs = int(epoch.group(1)), int(epoch.group(2))
                 done = (e - 1 + done) / max(epochs, 1)
-            self._progress.update(task_id, total=100, completed=100 * min(done, 1.0))
+            self._progress.update(running[0], total=100, completed=100 * min(done, 1.0))
 
     def _finish(self, name: str, status: str, figure: str) -> None:
-        name = short_name(name)
         with self._lock:
-            started, task_id = self._running.pop(name, (time.monotonic(), None))
+            self._finished[name] += 1
+            started, task_id = (self._running.get(name) or [(time.monotonic(), None)]).pop(0)
+            if not self._running.get(name):
+                self._running.pop(name, None)
             if task_id is not None and self._progress is not None:
                 self._progress.remove_task(task_id)
+            if self._finished[name] > 1 or name in self._running:
+                name = f"{name}#{self._finished[name]}"  # one of several of the same name
+            name = short_name(name)
             seconds = time.monotonic() - started
             colour = "green" if status in ("ok", "cached") else "red"
             self.console.print(
@@ -294,3 +308,7 @@ class StepConsole:
                 {"step": name, "status": status, "seconds": round(seconds, 1), "figure": figure}
             )
             self.log(f"==== step {name}: {status} in {seconds:.1f}s {figure}")
+
+
+def _last_written(directory: Path) -> float:
+    return max((f.stat().st_mtime for f in directory.rglob("*") if f.is_file()), default=0.0)
