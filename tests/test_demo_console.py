@@ -129,3 +129,11 @@ def test_parallel_iterations_of_one_task_get_a_line_each_with_their_own_figure(
     first, second = buffer.getvalue().splitlines()
     assert first.split()[0] == "label-shard#1" and "200 pairs" in first
     assert second.split()[0] == "label-shard#2" and "300 pairs" in second
+
+
+def test_an_importer_which_does_no_work_gets_no_line(tmp_path: Path) -> None:
+    buffer = io.StringIO()
+    with steps_into(buffer, tmp_path / "demo.log"):
+        print("Executing task 'importer'")
+        print("Task 'importer' finished with status SUCCESS")
+    assert buffer.getvalue() == ""

@@ -32,6 +32,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 PIPELINE_STARTED = re.compile(r"Running pipeline: '([^']+)'")
 TASK_STARTED = re.compile(r"Executing task '([^']+)'")
 TASK_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+IMPORTER = re.compile(r"importer(-\d+)?$")  # dsl.importer: registers an artifact, no work to show
 TASK_CACHED = re.compile(r"Task (\S+) cache hit")
 # tqdm's line: "<desc>:  40%|####      | 4/10 [00:03<00:05, ...]"
 TQDM = re.compile(r"^\s*(?P<desc>[^|]*?):\s+\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)\b")
@@ -238,9 +239,9 @@ class StepConsole:
     def _line(self, line: str) -> None:
         if match := PIPELINE_STARTED.search(line):
             self._finished.clear()  # ParallelFor iterations are numbered per run
-        elif match := TASK_STARTED.search(line):
+        elif (match := TASK_STARTED.search(line)) and not IMPORTER.match(match.group(1)):
             self._start(match.group(1))
-        elif match := TASK_FINISHED.search(line):
+        elif (match := TASK_FINISHED.search(line)) and not IMPORTER.match(match.group(1)):
             task, status = match.groups()
             ok = status == "SUCCESS"
             self._finish(task, "ok" if ok else status, self._figure(task) if ok else "see the log")
