@@ -40,18 +40,11 @@ def daily(local_run: dict, source: Path, repo: Path, root: Path, gate: dict) -> 
     return run_pipeline_local("daily_distillation", params, config, root)
 
 
-def test_a_passed_gate_commits_the_new_student_and_a_closed_one_changes_nothing(
+def test_a_passed_gate_commits_the_new_student(
     local_run: dict, tiny_source: Path, gitops_repo: Path, tmp_path: Path
 ) -> None:
     served = local_run["outputs"]["student"]
     before = git(gitops_repo, "rev-parse", "main")
-
-    closed = daily(local_run, tiny_source, gitops_repo, tmp_path / "closed", {"min_queries": 10**5})
-    (decision,) = Path(closed["pipeline_root"]).glob("*/gate-student/report/gate.json")
-    assert json.loads(decision.read_text())["passed"] is False
-    assert not list(Path(closed["pipeline_root"]).glob("*/deploy-student"))
-    assert git(gitops_repo, "rev-parse", "main") == before
-
     opened = daily(local_run, tiny_source, gitops_repo, tmp_path / "opened", {"max_regression": 1})
     root = Path(opened["pipeline_root"])
     (decision,) = root.glob("*/gate-student/report/gate.json")
@@ -68,11 +61,12 @@ def test_a_passed_gate_commits_the_new_student_and_a_closed_one_changes_nothing(
     assert f"run: {student.parent.parent.name}" in message  # the KFP run that made it
 
 
-def test_the_demos_daily_step_reads_its_own_runs_gate_when_an_earlier_run_is_there(
+def test_the_demos_daily_step_reads_its_own_runs_gate_and_a_closed_gate_changes_nothing(
     local_run: dict, sample_dir: Path, tmp_path: Path
 ) -> None:
     """`make demo` twice on one machine: the second daily run must not pick up (or trip over)
-    the first run's gate report in the same output directory."""
+    the first run's gate report in the same output directory. Its gate is closed here
+    (gate.min_queries out of reach): no deploy task runs and the repository keeps its commit."""
     from searchrel.demo_daily import run_daily
 
     earlier = tmp_path / "daily" / "searchrel-daily-distillation-earlier"
@@ -81,6 +75,12 @@ def test_the_demos_daily_step_reads_its_own_runs_gate_when_an_earlier_run_is_the
     report.write_text(json.dumps({"passed": True, "reason": "an earlier run"}))
     teacher = Path(local_run["outputs"]["features"]).parent.parent / "teacher-train" / "teacher"
     served = Path(local_run["outputs"]["student"])
-    result = run_daily(tmp_path, TINY_CONFIG, sample_dir, teacher, served)
+    closed = tmp_path / "closed.yaml"
+    closed.write_text(TINY_CONFIG.read_text() + "gate:\n  min_queries: 100000\n")
+    result = run_daily(tmp_path, closed, sample_dir, teacher, served)
     assert result["gate"]["reason"] != "an earlier run"
-    assert result["gate"]["serving_version"] and result["gate"]["candidate_version"]
+    assert result["gate"]["passed"] is False and "min_queries" in result["gate"]["reason"]
+    assert "candidate_version" not in result["gate"]  # closed before anything was scored
+    assert not list(Path(result["pipeline_root"]).glob("*/deploy-student"))
+    assert not result["deployed"] and result["commit"] is None
+    assert result["served_uri"] == result["served_uri_before"] == str(served)
