@@ -185,13 +185,21 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         highlight=False,
     )
     daily, gate = summary["daily"], summary["daily"]["gate"]
+    out = Path(summary["summary_path"]).parent
+
+    def short(uri: str) -> str:  # a path under the demo's output, relative to it
+        return os.path.relpath(uri, out) if Path(uri).is_relative_to(out) else uri
+
     if daily["deployed"]:
         outcome = (
-            f"[green]deployed[/green]: commit {daily['commit']} in {daily['gitops_repo']}; the "
-            f"dev overlay now serves {daily['served_uri']} (was {daily['served_uri_before']})"
+            f"[green]deployed[/green]: commit {daily['commit']} in {short(daily['gitops_repo'])}"
+            f"; the dev overlay now serves {short(daily['served_uri'])} "
+            f"(was {short(daily['served_uri_before'])})"
         )
     else:
-        outcome = f"[yellow]held[/yellow]: the dev overlay still serves {daily['served_uri']}"
+        outcome = (
+            f"[yellow]held[/yellow]: the dev overlay still serves {short(daily['served_uri'])}"
+        )
     console.print(f"daily run: gate {'passed' if gate['passed'] else 'held'} ({gate['reason']})")
     console.print(outcome, highlight=False)
     console.print(f"summary JSON: {summary['summary_path']}", highlight=False)
