@@ -55,7 +55,7 @@ format: $(DEV) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 test: tools lint ## the system tools, lint, then the whole test suite (starts the servers it needs itself)
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=20
 
 test-fast: tools $(DEV) ## the edit loop: the tests not marked slow (no model training or serving)
 	$(BIN)/pytest -m "not slow"

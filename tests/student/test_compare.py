@@ -37,7 +37,7 @@ def model(labels: np.ndarray, noise: float, seed: int) -> np.ndarray:
 def compare(new: np.ndarray, old: np.ndarray, labels: np.ndarray, queries: list[str],
             metric: str = "ndcg_at_20", **kw: float) -> object:  # fmt: skip
     return paired_bootstrap(labels, new, old, queries, ["en-US"] * len(queries), LEVELS, metric,
-                            resamples=1000, seed=1, **kw)  # fmt: skip
+                            resamples=500, seed=1, **kw)  # fmt: skip
 
 
 @pytest.mark.parametrize("metric", ["ndcg_at_20", "accuracy", "qwk", "auroc_ge_4"])
