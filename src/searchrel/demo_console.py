@@ -162,6 +162,7 @@ class StepConsole:
         self._progress: Progress | None = None
         self._saved: tuple[int, int] | None = None
         self._log: TextIO | None = None
+        self._terminal: TextIO | None = None  # our own handle on the terminal, closed at exit
         self._streams: tuple[TextIO, TextIO] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -173,8 +174,8 @@ class StepConsole:
         saved_out, saved_err = os.dup(1), os.dup(2)
         self._saved = (saved_out, saved_err)
         if self._given is None:  # the terminal, through the saved descriptor
-            terminal = os.fdopen(os.dup(saved_out), "w", buffering=1, encoding="utf-8")
-            self.console = Console(file=terminal)
+            self._terminal = os.fdopen(os.dup(saved_out), "w", buffering=1, encoding="utf-8")
+            self.console = Console(file=self._terminal)
         self._log = self.log_path.open("a", encoding="utf-8", buffering=1)
         os.dup2(self._log.fileno(), 1)
         os.dup2(self._log.fileno(), 2)
@@ -208,6 +209,8 @@ class StepConsole:
             os.close(self._saved[1])
         if self._log is not None:
             self._log.close()
+        if self._terminal is not None:
+            self._terminal.close()
 
     # -- what the demo calls -----------------------------------------------------------------
 
