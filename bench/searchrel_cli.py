@@ -44,13 +44,16 @@ def run_cli(argv: list[str], log_path: Path) -> tuple[dict[str, Any], float]:
         log_file.write(f"\n$ {' '.join(cmd)}\n".encode())
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         assert proc.stdout is not None and proc.stderr is not None
-        stderr = proc.stderr
+        stderr, tail = proc.stderr, bytearray()
+        console = getattr(sys.stderr, "buffer", None)
 
         def tee() -> None:
             for chunk in iter(lambda: os.read(stderr.fileno(), 4096), b""):
                 log_file.write(chunk)
-                sys.stderr.buffer.write(chunk)
-                sys.stderr.buffer.flush()
+                tail[:] = (tail + chunk)[-4096:]
+                if console is not None:
+                    console.write(chunk)
+                    console.flush()
 
         thread = threading.Thread(target=tee, daemon=True)
         thread.start()
@@ -60,5 +63,7 @@ def run_cli(argv: list[str], log_path: Path) -> tuple[dict[str, Any], float]:
         log_file.write(stdout.encode())
     wall = time.perf_counter() - started
     if code != 0:
-        raise RuntimeError(f"searchrel {argv[0]} failed (exit {code}); see {log_path}")
+        lines = [x for x in bytes(tail).decode(errors="replace").splitlines() if x.strip()]
+        last = lines[-1].strip() if lines else "no output"
+        raise RuntimeError(f"searchrel {argv[0]} failed (exit {code}): {last} (log: {log_path})")
     return last_json(stdout), wall
