@@ -18,7 +18,8 @@ Protocol, on CrowdFlower (../shared/data/crowdflower, 4 levels), one grouped fol
   whole catalogue by the system's own first-stage signals (BM25 + embedding cosine of the
   serving featurizer, reciprocal-rank fusion), N in ``--sizes``. No engagement (CrowdFlower
   has none): the item store is built without a log. The judged pairs of the test queries,
-  and of the validation queries (so early stopping sees unseen pairs too), are never in it.
+  and of the validation queries (so early stopping sees unseen pairs too), are never in it;
+  the training queries' judged pairs stay (a real log holds them too), counted in the JSON.
   Settings: ``daily`` (every query's impressions, test queries included, as a day's log
   holds the queries judged later) and ``strict`` (training queries only; the validation
   queries are left out like the test queries).
@@ -29,7 +30,8 @@ Protocol, on CrowdFlower (../shared/data/crowdflower, 4 levels), one grouped fol
   seed): human labels only; human + teacher-labeled log for each setting and N; the log only
   (largest N); ablations on the best daily arm (lowest mean validation loss on the human
   labels of the validation queries, never the test fold): hard teacher labels, the teacher's
-  confidence as a weight, and both. Early stopping on the validation queries' human labels.
+  confidence as a weight, and both. Early stopping on the validation queries' human labels;
+  human rows weighted by rater agreement and teacher rows 1, as the features step does.
 * Speed: the best arm's student vs the teacher on the test pairs, per query (as served) and
   offline, as in the ``human-fraction`` protocol.
 * Goals (over the folds where the teacher is >= 3 accuracy points above the label prior; a
