@@ -113,7 +113,9 @@ def test_parallel_iterations_of_one_task_get_a_line_each_with_their_own_figure(
 ) -> None:
     run = tmp_path / "root" / "searchrel-daily-distillation-2026"
     for i, rows in ((0, 300), (1, 200)):
-        shard = run / f"for-loop-2-iteration-{i}" / "shard_labels" / "date=2026-11-01"
+        shard = (
+            run / f"for-loop-2-iteration-{i}" / "label-shard" / "shard_labels" / "date=2026-11-01"
+        )
         shard.mkdir(parents=True)
         record = shard / f"shard-{i}-of-2.json"
         record.write_text(json.dumps({"rows": rows, "labeled_now": rows, "reused": 0}))

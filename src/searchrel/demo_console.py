@@ -263,9 +263,9 @@ class StepConsole:
         run = runs[-1]
         if (run / task).is_dir():
             return step_figure(run / task)
-        # A ParallelFor iteration writes under for-loop-N-iteration-I, in no known order:
-        # the k-th iteration to finish is the k-th whose outputs were last written.
-        iterations = sorted(run.glob("for-loop-*-iteration-*"), key=_last_written)
+        # A ParallelFor iteration writes under for-loop-N-iteration-I/<task>, in no known
+        # order: the k-th iteration to finish is the k-th whose outputs were last written.
+        iterations = sorted(run.glob(f"for-loop-*-iteration-*/{task}"), key=_last_written)
         k = self._finished[task]  # iterations of this task that finished before this one
         return step_figure(iterations[k]) if 0 <= k < len(iterations) else ""
 
