@@ -15,7 +15,7 @@ from typing import Any
 
 from kfp import dsl
 
-from components import captions, data, deploy, drift, student, teacher
+from components import captions, data, deploy, drift, labeling, student, teacher
 from searchrel.images import Images, resolve_images
 
 
@@ -48,9 +48,9 @@ def build_components(images: Images | None = None) -> Components:
         caption_items=_component(captions.caption_items, images.gpu),
         teacher_train=_component(teacher.teacher_train, images.gpu),
         teacher_evaluate=_component(teacher.teacher_evaluate, images.gpu),
-        label_shard=_component(teacher.label_shard, images.gpu),
-        label_shard_cpu=_component(teacher.label_shard, images.cpu),
-        label_collect=_component(teacher.label_collect, images.cpu),
+        label_shard=_component(labeling.label_shard, images.gpu),
+        label_shard_cpu=_component(labeling.label_shard, images.cpu),
+        label_collect=_component(labeling.label_collect, images.cpu),
         build_features=_component(student.build_features, images.cpu),
         student_train=_component(student.student_train, images.cpu),
         student_evaluate=_component(student.student_evaluate, images.cpu),

@@ -1,4 +1,4 @@
-"""Components: teacher training, evaluation and labeling (GPU stages on a cluster)."""
+"""Components: teacher training and evaluation (GPU stages on a cluster)."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -44,52 +44,3 @@ def teacher_evaluate(
     )  # fmt: skip
     for name, value in scalar_metrics(read_json(os.path.join(out, "metrics.json"))).items():
         metrics.log_metric(name, value)
-
-
-def label_shard(
-    teacher: Input[Model],
-    items: Input[Dataset],
-    impressions: Input[Dataset],
-    config_yaml: str,
-    shard: int,
-    n_shards: int,
-    shard_labels: Output[Dataset],
-    previous_labels: str = "",
-    date: str = "",
-) -> None:
-    """Soft-label one shard of the distinct logged (query, item) pairs with the teacher.
-
-    ``previous_labels``: an earlier teacher_labels directory this task can read (e.g. the
-    previous day's label-collect output); pairs whose input text and teacher are unchanged
-    are copied from it, not relabeled ("": none). ``date``: label only this impressions
-    partition, YYYY-MM-DD ("": every date in the impressions)."""
-    from searchrel.stage import config_file, run_stage
-
-    extra = []
-    if previous_labels:
-        extra += ["--previous", previous_labels]
-    if date:
-        extra += ["--date", date]
-    run_stage(
-        "searchrel.teacher.label",
-        "--teacher", teacher.path,
-        "--items", items.path,
-        "--impressions", impressions.path,
-        "--out", shard_labels.path,
-        "--shards", str(n_shards),
-        "--shard", str(shard),
-        *extra,
-        "--config", config_file(config_yaml),
-    )  # fmt: skip
-
-
-def label_collect(
-    shard_labels: Input[list[Dataset]], config_yaml: str, teacher_labels: Output[Dataset]
-) -> None:
-    """Gather every shard's labels into one teacher_labels table; a missing shard fails.
-    Label freshness goes to label.pushgateway when the config names one."""
-    from searchrel.stage import config_file, run_stage
-
-    args = [a for d in shard_labels for a in ("--shard-dir", d.path)]
-    run_stage("searchrel.teacher.collect", *args, "--out", teacher_labels.path,
-              "--config", config_file(config_yaml))  # fmt: skip

@@ -140,7 +140,7 @@ def label_cmd(
 ) -> None:
     """Label the logged impressions with soft labels, by shard; a rerun resumes."""
     from searchrel.config import load_config
-    from searchrel.teacher.label import label_impressions
+    from searchrel.labeling.job import label_impressions
 
     overrides: dict[str, Any] = {"label": {}, "judge": {}}
     if shards is not None:
@@ -171,7 +171,7 @@ def label_collect_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Gather the shard outputs of a fanned-out labeling run; fail if any shard is missing."""
-    from searchrel.teacher.collect import collect_shards
+    from searchrel.labeling.collect import collect_shards
 
     _print(collect_shards(shard_dir, out, pushgateway=_cfg(config).label.pushgateway))
 

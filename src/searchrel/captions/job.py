@@ -30,10 +30,12 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from searchrel.captions.base import Captioner, LoadedImage, make_captioner
+from searchrel.captions.base import Captioner, LoadedImage
+from searchrel.captions.blip import BlipCaptioner
 from searchrel.captions.cache import CaptionCache
 from searchrel.captions.fetch import ImageError, decode_image, fetch_images, image_sha256
-from searchrel.config import Config
+from searchrel.captions.vlm import VlmCaptioner
+from searchrel.config import CaptionConfig, Config
 from searchrel.schema import CAPTION_FAILURES, CAPTIONS
 from searchrel.tables import ContractError, quarantine_path, read_table, write_table
 
@@ -157,6 +159,12 @@ class _Run:
     def _done(self, uri: str, outcome: Outcome) -> None:
         self.outcomes[uri] = outcome
         self.bar.update(1)
+
+
+def make_captioner(cfg: CaptionConfig) -> Captioner:
+    if cfg.backend == "vlm":
+        return VlmCaptioner(cfg)
+    return BlipCaptioner(cfg)
 
 
 def caption_items(

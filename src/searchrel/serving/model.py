@@ -35,8 +35,7 @@ from searchrel.request_log import RequestLogger
 from searchrel.schema import SCALAR_FEATURES
 from searchrel.serving import metrics
 from searchrel.serving.cloudevents import CloudEventSink
-from searchrel.student.model import ExportedStudent
-from searchrel.student.train import BUNDLE_ENCODER_DIR, BUNDLE_STORE_DIR
+from searchrel.student.model import BUNDLE_ENCODER_DIR, BUNDLE_STORE_DIR, ExportedStudent
 
 log = logging.getLogger(__name__)
 DEFAULT_LOCALE = "und"  # BCP 47 "undetermined", when a request names no locale

@@ -6,7 +6,7 @@ manifest. Every copy is atomic (a temporary in the target directory, fsync, rena
 collect killed mid-way never leaves part of a file under a real name. A missing or
 unrecorded shard is an error: a partial day never passes as whole.
 Only a whole collection writes the freshness metrics (``labels.prom``, see
-``searchrel.teacher.prometheus``), so the last success's timestamp is what the alert ages.
+``searchrel.labeling.prometheus``), so the last success's timestamp is what the alert ages.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from searchrel.atomic_files import copy_atomic, remove_temporaries
+from searchrel.labeling import shards as sh
+from searchrel.labeling.prometheus import export_label_metrics
 from searchrel.tables import ContractError
-from searchrel.teacher import shards as sh
-from searchrel.teacher.prometheus import export_label_metrics
 
 
 def collect_shards(
@@ -37,12 +38,12 @@ def collect_shards(
                 raise ContractError(f"{record.date}: shards of {n} and {n_by_date[record.date]}")
             target = out_dir / pdir.name
             if target not in cleaned:  # what a collect killed mid-copy left behind
-                sh.remove_temporaries(target)
+                remove_temporaries(target)
                 cleaned.add(target)
             # Atomic copies, the record last: a crash leaves no partial file under a real name.
             for path in (sh.data_path(pdir, k, n), sh.failures_path(pdir, k, n), record_file):
                 if path.exists():
-                    sh.copy_atomic(path, target / path.name)
+                    copy_atomic(path, target / path.name)
             by_date.setdefault(record.date, {})[k] = record
     if not by_date:
         raise ContractError("no labeled shards in the given directories")
@@ -62,9 +63,3 @@ def collect_shards(
 def _shard_numbers(record_file: Path) -> tuple[int, int]:
     left, right = record_file.stem.removeprefix("shard-").split("-of-")
     return int(left), int(right)
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("label-collect")

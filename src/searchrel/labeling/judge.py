@@ -6,15 +6,13 @@ renormalised over the levels. Requests go through ``huggingface_hub.InferenceCli
 and OpenAI's chat-completions API), at most ``concurrency`` in flight, each with a timeout;
 timeouts, connection errors, 408, 429 and 5xx are retried with exponential backoff, jittered
 so that the workers do not retry in lockstep, and never sooner than a 429's or 503's
-Retry-After header asks (capped at ``MAX_RETRY_AFTER_S``). A pair
-that still fails is reported as failed with its reason (the labeler records it and retries it
-on the next run); it is never given a made-up label.
+Retry-After header asks (``searchrel.endpoints``). A pair that still fails is reported as
+failed with its reason (the labeling job records it and retries it on the next run); it is
+never given a made-up label.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import hashlib
 import logging
 import math
@@ -28,15 +26,16 @@ from typing import Any
 import numpy as np
 
 from searchrel.config import JudgeConfig
-from searchrel.teacher.label import LabelOutcome, Progress
+from searchrel.endpoints import (
+    EndpointError,
+    backoff_delay,
+    classify,
+    let_endpoints_through_offline_mode,
+)
+from searchrel.labeling.labeler import LabelOutcome, Progress
 from searchrel.text import FIELD_LABELS, clean_text, field_text
 
 log = logging.getLogger(__name__)
-
-RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
-RETRY_AFTER_STATUS = {429, 503}  # where a server's Retry-After says when to come back
-MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is cut to this: a pair never stalls a worker long
-
 
 SCALES = {  # level descriptions, most relevant first (Pinterest rates on 5 levels)
     2: ["relevant to the query", "irrelevant"],
@@ -63,67 +62,6 @@ def guidelines(levels: int) -> str:
     )
 
 
-class JudgeError(Exception):
-    """A request that failed; ``retryable`` says whether another attempt could succeed."""
-
-    def __init__(self, reason: str, retryable: bool, retry_after: float | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.retryable = retryable
-        self.retry_after = retry_after  # seconds the server asked us to wait, if it did
-
-
-def classify(exc: Exception) -> JudgeError:
-    """An exception from the client as a short reason and whether to retry it."""
-    if isinstance(exc, JudgeError):
-        return exc
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if isinstance(status, int):
-        wait = retry_after_s(response) if status in RETRY_AFTER_STATUS else None
-        return JudgeError(f"http_{status}", status in RETRYABLE_STATUS, wait)
-    name = type(exc).__name__.lower()
-    if "timeout" in name or isinstance(exc, TimeoutError):
-        return JudgeError("timeout", True)
-    if "connect" in name or isinstance(exc, ConnectionError | OSError):
-        return JudgeError("connection_error", True)
-    return JudgeError(f"error:{type(exc).__name__}", False)
-
-
-def retry_after_s(response: Any) -> float | None:
-    """A response's Retry-After (delay-seconds or an HTTP date) in seconds, at most
-    ``MAX_RETRY_AFTER_S``; None where it has none or one that cannot be read."""
-    headers = getattr(response, "headers", None)
-    value = headers.get("Retry-After") if headers is not None else None
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
-
-
-def backoff_delay(
-    base: float, attempt: int, retry_after: float | None = None, rng: Any = random
-) -> float:
-    """Seconds to wait before retry ``attempt`` (1, 2, ...): ``base * 2**(attempt - 1)`` times
-    a random factor in [0.5, 1.5), so workers that failed together do not retry together; where
-    the server sent Retry-After, that plus up to ``base`` of jitter, if it is longer."""
-    delay = base * 2 ** (attempt - 1) * (0.5 + rng.random())
-    if retry_after is not None:
-        delay = max(delay, retry_after + base * rng.random())
-    return delay
-
-
 def level_probs(output: Any, levels: int) -> np.ndarray:
     """K probabilities from a chat completion's first-token log-probabilities."""
     choice = output.choices[0]
@@ -137,37 +75,8 @@ def level_probs(output: Any, levels: int) -> np.ndarray:
             if token.isdigit() and 1 <= int(token) <= levels:
                 mass[int(token) - 1] += math.exp(float(cand.logprob))
     if mass.sum() <= 0:
-        raise JudgeError("no_level_in_top_tokens", retryable=False)
+        raise EndpointError("no_level_in_top_tokens", retryable=False)
     return mass / mass.sum()
-
-
-def let_endpoints_through_offline_mode() -> None:
-    """Keep HF_HUB_OFFLINE for the Hub only: a judge is a server the user named.
-
-    huggingface_hub's shared HTTP client refuses every request in offline mode, the judge's
-    too, and air-gapped clusters set HF_HUB_OFFLINE so that no model is fetched from the Hub.
-    The Hub's own host stays blocked.
-    """
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants, get_session
-
-    session = get_session()
-    hooks = session.event_hooks
-    if any(getattr(h, "_searchrel", False) for h in hooks.get("request", [])):
-        return
-    hub_host = urlparse(constants.ENDPOINT).hostname
-
-    def wrap(original: Any) -> Any:
-        def hook(request: Any) -> Any:
-            if constants.is_offline_mode() and request.url.host != hub_host:
-                return None
-            return original(request)
-
-        hook._searchrel = True  # type: ignore[attr-defined]
-        return hook
-
-    session.event_hooks = {**hooks, "request": [wrap(h) for h in hooks.get("request", [])]}
 
 
 class RemoteJudge:
@@ -214,7 +123,7 @@ class RemoteJudge:
             {"role": "system", "content": self.system},
             {"role": "user", "content": self.user_message(query, text)},
         ]
-        failure = JudgeError("not_attempted", False)
+        failure = EndpointError("not_attempted", False)
         for attempt in range(self.cfg.retries + 1):
             if attempt:
                 time.sleep(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from searchrel.teacher.threads import cgroup_cpu_limit, configure_torch_threads, usable_cpus
+from searchrel.labeling.threads import cgroup_cpu_limit, configure_torch_threads, usable_cpus
 
 
 def cpu_max(tmp_path: Path, text: str) -> Path:

@@ -20,11 +20,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from searchrel.atomic_files import TMP_MARK
 from searchrel.config import TeacherConfig, load_config
+from searchrel.labeling import shards as sh
+from searchrel.labeling.collect import collect_shards
+from searchrel.labeling.job import label_impressions
 from searchrel.tables import ContractError, read_table
-from searchrel.teacher import shards as sh
-from searchrel.teacher.collect import collect_shards
-from searchrel.teacher.label import label_impressions
 from searchrel.teacher.model import TeacherMeta, build_teacher, save_teacher
 
 pytestmark = pytest.mark.slow
@@ -88,7 +89,7 @@ def test_a_run_killed_mid_way_resumes_to_exactly_the_rows_of_an_uninterrupted_ru
     done_before = len(list(pdir.glob("shard-*.json")))
     assert 1 <= done_before < 8, "the kill must land mid-run"
     assert not (pdir / sh.MANIFEST).exists()
-    (pdir / f".shard-00007-of-00008.parquet{sh.TMP_MARK}999").write_bytes(b"half a file")
+    (pdir / f".shard-00007-of-00008.parquet{TMP_MARK}999").write_bytes(b"half a file")
 
     resumed = subprocess.run(_cli(minilm_teacher, tiny_source, killed), check=True, env=env,
                              capture_output=True, text=True)  # fmt: skip
@@ -166,7 +167,7 @@ def test_the_label_shard_component_copies_unchanged_pairs_from_the_previous_days
 ) -> None:
     """As the daily pipeline runs it: day 1's shard tasks and collect, then day 2's shard tasks
     given day 1's teacher_labels (previous_labels) and the day to label (date)."""
-    from components.teacher import label_collect, label_shard
+    from components.labeling import label_collect, label_shard
 
     config_yaml = "data: {levels: 5}\nlabel: {shards: 2}\n"
     day1 = pq.read_table(tiny_source / "impressions.parquet")
@@ -209,8 +210,8 @@ def test_zero_threads_labels_with_as_many_threads_as_the_cpu_quota_allows(
 ) -> None:
     import torch
 
-    from searchrel.teacher import threads
-    from searchrel.teacher.label import TeacherLabeler
+    from searchrel.labeling import threads
+    from searchrel.labeling.teacher_labeler import TeacherLabeler
 
     quota = tmp_path / "cpu.max"
     quota.write_text("100000 100000\n")  # a pod with limits.cpu: 1
@@ -255,7 +256,7 @@ def test_collecting_fanned_out_shards_needs_every_shard(
 
 
 def test_previous_labels_given_as_a_bucket_uri_fail_with_one_clear_line() -> None:
-    from searchrel.teacher.label import load_previous
+    from searchrel.labeling.job import load_previous
 
     with pytest.raises(
         ContractError, match=r"gs://bucket/labels/2026-11-25: a URI; the labeler reads a local path"

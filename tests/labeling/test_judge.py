@@ -5,10 +5,7 @@ on the OpenAI chat-completions route."""
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import json
-import random
 import socket
 import subprocess
 import sys
@@ -17,7 +14,6 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -26,11 +22,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from searchrel.config import JudgeConfig, load_config
+from searchrel.labeling import shards as sh
+from searchrel.labeling.job import label_impressions
+from searchrel.labeling.judge import RemoteJudge
 from searchrel.model_source import package_gguf
 from searchrel.tables import read_table
-from searchrel.teacher import shards as sh
-from searchrel.teacher.judge import MAX_RETRY_AFTER_S, RemoteJudge, backoff_delay, retry_after_s
-from searchrel.teacher.label import label_impressions
 
 RECORDED = json.loads(
     (Path(__file__).parent / "data" / "llamacpp_chat_completion.json").read_text()
@@ -202,29 +198,6 @@ def test_a_503_with_retry_after_is_retried_after_it_and_the_pair_is_labeled(stub
     assert out.probs[0].argmax() == 0
     first, second = stub.handler.arrivals
     assert second - first >= 0.95  # the server said: come back in 1 s
-
-
-def test_retry_delays_are_jittered_exponential_and_at_least_retry_after() -> None:
-    rng = random.Random(0)
-    third = [backoff_delay(0.5, 3, rng=rng) for _ in range(50)]  # base 0.5 * 2**2 = 2 s
-    assert all(1.0 <= d < 3.0 for d in third)
-    assert len(set(third)) == 50  # workers that failed together spread out
-    assert all(backoff_delay(0.5, 1, 7.0, rng) >= 7.0 for _ in range(20))
-
-
-@pytest.mark.parametrize(
-    ("header", "seconds"),
-    [("2", 2.0), ("86400", MAX_RETRY_AFTER_S), ("soon", None), (None, None)],
-)
-def test_retry_after_is_read_in_seconds_and_capped(header: str | None, seconds: float) -> None:
-    response = SimpleNamespace(headers={"Retry-After": header} if header else {})
-    assert retry_after_s(response) == seconds
-
-
-def test_retry_after_as_an_http_date_is_the_time_until_then() -> None:
-    when = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30))
-    wait = retry_after_s(SimpleNamespace(headers={"Retry-After": when}))
-    assert wait is not None and 27 <= wait <= 30
 
 
 def test_a_request_that_times_out_is_recorded_as_a_timeout(stub: Any) -> None:

@@ -17,10 +17,11 @@ import pyarrow as pa
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from searchrel.atomic_files import write_parquet_atomic
+from searchrel.labeling import shards as sh
+from searchrel.labeling.collect import collect_shards
+from searchrel.labeling.prometheus import TEXTFILE
 from searchrel.tables import ContractError
-from searchrel.teacher import shards as sh
-from searchrel.teacher.collect import collect_shards
-from searchrel.teacher.prometheus import TEXTFILE
 
 DAYS = ("2026-11-01", "2026-11-02")
 
@@ -28,9 +29,7 @@ DAYS = ("2026-11-01", "2026-11-02")
 def fake_shard(task_dir: Path, date: str, shard: int, n: int, rows: int, failed: int) -> None:
     """A finished shard as a labeling task leaves it (collect checks records, not rows)."""
     pdir = task_dir / f"date={date}"
-    digest = sh.write_parquet_atomic(
-        pa.table({"x": list(range(rows))}), sh.data_path(pdir, shard, n)
-    )
+    digest = write_parquet_atomic(pa.table({"x": list(range(rows))}), sh.data_path(pdir, shard, n))
     sh.write_record(pdir, sh.ShardRecord(shard, n, date, "teacher-x", rows, failed, rows, 0,
                                          digest, 0.1))  # fmt: skip
 
@@ -116,7 +115,7 @@ def test_the_label_collect_step_pushes_to_the_configured_pushgateway(
     pushgateway: tuple[str, list[tuple[str, str, str]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`python -m searchrel.teacher.collect --config` (what the KFP step runs) reads the URL."""
+    """`python -m searchrel label-collect --config` (what the KFP step runs) reads the URL."""
     import sys
 
     url, received = pushgateway
@@ -125,7 +124,7 @@ def test_the_label_collect_step_pushes_to_the_configured_pushgateway(
     config = tmp_path / "c.yaml"
     config.write_text(f"label:\n  pushgateway: {url}\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "searchrel.teacher.collect", "--shard-dir", str(tmp_path / "task0"),
+        [sys.executable, "-m", "searchrel", "label-collect", "--shard-dir", str(tmp_path / "task0"),
          "--out", str(tmp_path / "labels"), "--config", str(config)],
         capture_output=True, text=True,
     )  # fmt: skip

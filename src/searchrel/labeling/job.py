@@ -1,7 +1,7 @@
 """Daily batch labeling: soft labels for every distinct logged pair, sharded and resumable.
 
 One impressions partition (a date) is deduplicated to distinct (query, locale, item) pairs,
-split into shards by hash (``searchrel.teacher.shards``) and labeled shard by shard. Output:
+split into shards by hash (``searchrel.labeling.shards``) and labeled shard by shard. Output:
 
     OUT/date=YYYY-MM-DD/shard-00003-of-00008.parquet   teacher_labels rows (the contract)
     OUT/date=YYYY-MM-DD/shard-00003-of-00008.json      the shard's record, written last
@@ -13,8 +13,8 @@ only the failed pairs. Each row carries the sha256 of the exact text the teacher
 whose text and teacher are unchanged since an earlier run (``previous`` label directories) is
 copied, not relabeled; a changed item is relabeled.
 
-Backends: the fine-tuned teacher (``TeacherLabeler``) or a remote LLM judge
-(``searchrel.teacher.judge.RemoteJudge``).
+Backends (``searchrel.labeling.labeler.Labeler``): the fine-tuned teacher
+(``teacher_labeler.TeacherLabeler``) or a served LLM judge (``judge.RemoteJudge``).
 """
 
 from __future__ import annotations
@@ -22,81 +22,28 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from searchrel.atomic_files import remove_temporaries, write_parquet_atomic
 from searchrel.config import Config
+from searchrel.labeling import shards as sh
+from searchrel.labeling.judge import RemoteJudge
+from searchrel.labeling.labeler import Labeler, Progress
+from searchrel.labeling.teacher_labeler import TeacherLabeler
 from searchrel.model_source import is_uri
 from searchrel.pairs import join_items
 from searchrel.schema import LABEL_FAILURES, TEACHER_LABELS
 from searchrel.tables import ContractError, read_table, validate, write_quarantine
-from searchrel.teacher import shards as sh
-from searchrel.text import clean_text
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int], Any]
-
-
-@dataclass
-class LabelOutcome:
-    """Per pair: K probabilities (a NaN row where it failed), the failure reason, attempts."""
-
-    probs: np.ndarray
-    failures: list[str | None]
-    attempts: list[int]
-
-
-class Labeler(Protocol):
-    version: str
-    levels: int
-
-    def item_texts(self, items: Sequence[Mapping[str, Any]]) -> list[str]: ...
-
-    def input_text(self, query: str, text: str) -> str: ...
-
-    def label(
-        self, queries: Sequence[str], texts: Sequence[str], progress: Progress
-    ) -> LabelOutcome: ...
-
-
-class TeacherLabeler:
-    """The fine-tuned cross-encoder, scoring on this machine (CPU or GPU)."""
-
-    def __init__(self, teacher_dir: Path, cfg: Config):
-        from searchrel.teacher.model import TeacherScorer
-        from searchrel.teacher.threads import configure_torch_threads
-
-        self.threads = configure_torch_threads(cfg.label.threads)  # 0: the CPUs it may use
-        precision = None if cfg.label.precision == "auto" else cfg.label.precision
-        self.scorer = TeacherScorer(
-            teacher_dir, precision=precision, attn_implementation=cfg.teacher.attn_implementation
-        )
-        self.version = self.scorer.version
-        self.levels = self.scorer.meta.levels
-        self.batch_size = cfg.teacher.label_batch_size
-        self.batch_tokens = cfg.teacher.label_batch_tokens
-
-    def item_texts(self, items: Sequence[Mapping[str, Any]]) -> list[str]:
-        return self.scorer.item_texts(items)
-
-    def input_text(self, query: str, text: str) -> str:
-        # What the tokenizer is given, and the length it is cut to.
-        return f"{self.scorer.meta.max_length}\x1f{clean_text(query)}\x1f{text}"
-
-    def label(self, queries: Sequence[str], texts: Sequence[str], progress: Progress) -> Any:
-        probs = self.scorer.predict_proba(
-            queries, texts, self.batch_size, progress=progress, max_batch_tokens=self.batch_tokens
-        )
-        probs = probs / probs.sum(axis=1, keepdims=True)  # exact normalisation after softmax
-        return LabelOutcome(probs, [None] * len(queries), [1] * len(queries))
 
 
 def expected_scores(probs: np.ndarray) -> np.ndarray:
@@ -168,7 +115,7 @@ def label_partition(
             f"{pdir} holds shards of a run with {sorted(clash)} shards, not {n_shards}: "
             "use the same --shards or a new output directory"
         )
-    result.temporaries_removed = sh.remove_temporaries(pdir)
+    result.temporaries_removed = remove_temporaries(pdir)
     by_shard: dict[int, list[int]] = {k: [] for k in range(n_shards)}
     for i, p in enumerate(pairs):
         by_shard[sh.shard_of(p["query"], p["locale"], p["item_id"], n_shards)].append(i)
@@ -265,10 +212,10 @@ def _label_shard(
     checked = validate(labels, "teacher_labels", labeler.levels)
     if checked.quarantine.num_rows:  # our own output: a bad row here is a bug
         raise ContractError(f"teacher_labels: labeler produced bad rows: {checked.reasons}")
-    digest = sh.write_parquet_atomic(checked.table, sh.data_path(pdir, k, n_shards))
+    digest = write_parquet_atomic(checked.table, sh.data_path(pdir, k, n_shards))
     failed_path = sh.failures_path(pdir, k, n_shards)
     if bad:
-        sh.write_parquet_atomic(
+        write_parquet_atomic(
             pa.table(
                 {
                     "date": pa.array([date] * len(bad), pa.date32()),
@@ -307,8 +254,6 @@ def _pair_key(p: Mapping[str, Any]) -> tuple[str, str, str]:
 
 def make_labeler(teacher_dir: Path | None, cfg: Config) -> Labeler:
     if cfg.label.backend == "judge":
-        from searchrel.teacher.judge import RemoteJudge
-
         return RemoteJudge(cfg.judge, cfg.data.levels)
     if teacher_dir is None:
         raise ContractError("label: --teacher is needed unless label.backend is judge")
@@ -401,9 +346,3 @@ def _label_counts(out_dir: Path, dates: list[str]) -> dict[str, int]:
             for value in pq.read_table(f, columns=["label"]).column("label").to_pylist():
                 counts[str(value)] = counts.get(str(value), 0) + 1
     return dict(sorted(counts.items()))
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("label")

@@ -13,18 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from searchrel.atomic_files import TMP_MARK, remove_temporaries, write_atomic
+from searchrel.atomic_files import write_text_atomic
 
 MANIFEST = "_manifest.json"
-__all__ = ["TMP_MARK", "remove_temporaries", "write_atomic"]  # used through this module too
 
 
 def shard_of(query: str, locale: str, item_id: str, n_shards: int) -> int:
@@ -65,34 +60,6 @@ class ShardRecord:
         return self.failed == 0
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> str:
-    """Write via a temporary file and a rename; returns the file's sha256."""
-    digest = ""
-
-    def write(tmp: Path) -> None:
-        nonlocal digest
-        pq.write_table(table, tmp)
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-
-    write_atomic(path, write)
-    return digest
-
-
-def write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2), encoding="utf-8"))
-
-
-def copy_atomic(src: Path, path: Path) -> Path:
-    """Copy ``src`` to ``path`` (contents and times) as the writers above write: a reader, or
-    a run after a crash, sees the old file or the whole new one, never part of it."""
-
-    def write(tmp: Path) -> None:
-        shutil.copyfile(src, tmp)
-        shutil.copystat(src, tmp)
-
-    return write_atomic(path, write)
-
-
 def record_path(pdir: Path, shard: int, n_shards: int) -> Path:
     return pdir / f"{shard_stem(shard, n_shards)}.json"
 
@@ -117,7 +84,7 @@ def read_record(pdir: Path, shard: int, n_shards: int) -> ShardRecord | None:
 
 
 def write_record(pdir: Path, record: ShardRecord) -> None:
-    write_json_atomic(asdict(record), record_path(pdir, record.shard, record.n_shards))
+    write_json(record_path(pdir, record.shard, record.n_shards), asdict(record))
 
 
 def other_shard_counts(pdir: Path, n_shards: int) -> set[int]:
@@ -139,5 +106,9 @@ def write_manifest(pdir: Path, records: list[ShardRecord]) -> dict[str, Any]:
         "complete": bool(records) and all(r.complete for r in records),
         "shards": [asdict(r) for r in sorted(records, key=lambda r: r.shard)],
     }
-    write_json_atomic(manifest, pdir / MANIFEST)
+    write_json(pdir / MANIFEST, manifest)
     return manifest
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2))

@@ -10,8 +10,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from searchrel.teacher import shards as sh
-from searchrel.teacher.collect import collect_shards
+from searchrel.atomic_files import TMP_MARK, write_parquet_atomic
+from searchrel.labeling import shards as sh
+from searchrel.labeling.collect import collect_shards
 
 DAY = "2026-11-01"
 
@@ -20,7 +21,7 @@ def labeled_task(task_dir: Path, shard: int, n: int, rows: int, offset: int) -> 
     """A finished shard as a labeling task leaves it (collect checks records, not rows)."""
     pdir = task_dir / f"date={DAY}"
     table = pa.table({"x": list(range(offset, offset + rows))})
-    digest = sh.write_parquet_atomic(table, sh.data_path(pdir, shard, n))
+    digest = write_parquet_atomic(table, sh.data_path(pdir, shard, n))
     sh.write_record(pdir, sh.ShardRecord(shard, n, DAY, "teacher-x", rows, 0, rows, 0,
                                          digest, 0.1))  # fmt: skip
 
@@ -50,7 +51,7 @@ def test_a_copy_that_fails_half_way_leaves_the_old_file_whole_and_no_partial_one
         collect_shards(rerun, out)
     after = {p: p.read_bytes() for p in (out / f"date={DAY}").iterdir()}
     assert after == before  # every file as the first collect wrote it: none half-copied
-    assert not list(out.rglob(f"*{sh.TMP_MARK}*"))
+    assert not list(out.rglob(f"*{TMP_MARK}*"))
 
     monkeypatch.setattr(os, "sendfile", real_sendfile)
     summary = collect_shards(rerun, out)
@@ -68,7 +69,7 @@ def test_a_collect_killed_mid_copy_leaves_a_temporary_the_next_collect_removes(
     task = tmp_path / "task0"
     labeled_task(task, 0, 1, rows=10, offset=0)
     out = tmp_path / "teacher_labels"
-    stale = out / f"date={DAY}" / f".shard-00000-of-00001.parquet{sh.TMP_MARK}4242"
+    stale = out / f"date={DAY}" / f".shard-00000-of-00001.parquet{TMP_MARK}4242"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half a copy")  # what kill -9 during a copy leaves
     assert collect_shards([task], out)["dates"][DAY]["complete"]
