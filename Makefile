@@ -33,7 +33,7 @@ demo: $(STAMP) ## the whole loop on the bundled sample (summary: runs/demo/summa
 lint: $(STAMP) ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy src/searchrel components pipelines
+	$(BIN)/mypy src/searchrel
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -42,14 +42,14 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 test: lint ## lint, then the test suite (starts the servers it needs itself)
 	$(BIN)/pytest
 
-compile: $(STAMP) ## compile every KFP pipeline to pipelines/compiled/ with configs/cluster.yaml's label section (committed; CI checks it is fresh)
+compile: $(STAMP) ## compile every KFP pipeline to src/searchrel/pipelines/compiled/ with configs/cluster.yaml's label section (committed; CI checks it is fresh)
 	$(BIN)/searchrel pipelines compile
 
 manifests: $(STAMP) ## render manifests/base/prometheusrule.yaml from monitoring/prometheus/rules.yml
 	$(BIN)/python -m searchrel.prometheus_rule
 
 generated: compile manifests ## regenerate every committed generated file, then fail if any changed
-	git diff --exit-code -- pipelines/compiled manifests/base/prometheusrule.yaml
+	git diff --exit-code -- src/searchrel/pipelines/compiled manifests/base/prometheusrule.yaml
 
 clean: ## remove run outputs (keeps .venv)
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -60,7 +60,7 @@ def start_server(
     student_dir: Path, config: Path, port: int, request_log: Path, log_file: Path
 ) -> subprocess.Popen[bytes]:
     cmd = [
-        sys.executable, "-m", "searchrel.serving.server",
+        sys.executable, "-m", "searchrel", "serve",
         "--model-dir", str(student_dir),
         "--host", "127.0.0.1",
         "--port", str(port),
@@ -189,8 +189,8 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def run_demo(out: Path, config: Path) -> dict[str, Any]:
-    from pipelines.run_local import run_local  # the pipeline lives beside the package
     from searchrel.demo_daily import run_daily
+    from searchrel.pipelines.run_local import run_local  # the pipeline lives beside the package
 
     started = time.perf_counter()
     out = out.resolve()

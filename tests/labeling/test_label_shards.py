@@ -167,7 +167,7 @@ def test_the_label_shard_component_copies_unchanged_pairs_from_the_previous_days
 ) -> None:
     """As the daily pipeline runs it: day 1's shard tasks and collect, then day 2's shard tasks
     given day 1's teacher_labels (previous_labels) and the day to label (date)."""
-    from components.labeling import label_collect, label_shard
+    from searchrel.components.labeling import label_collect, label_shard
 
     config_yaml = "data: {levels: 5}\nlabel: {shards: 2}\n"
     day1 = pq.read_table(tiny_source / "impressions.parquet")

@@ -49,7 +49,7 @@ def stack(local_run: dict, tmp_path: Path) -> Iterator[dict]:
         pytest.skip("prometheus is not installed (.ci/run installs Debian's prometheus)")
     server_port, prom_port, drift_port = free_port(), free_port(), free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "searchrel.serving.server", "--model-dir",
+        [sys.executable, "-m", "searchrel", "serve", "--model-dir",
          local_run["outputs"]["student"], "--port", str(server_port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

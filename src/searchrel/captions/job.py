@@ -1,7 +1,6 @@
 """The captioning job: caption the items' images and write them back into the items table.
 
     searchrel caption --items items.parquet --out captions/
-    python -m searchrel.captions.job --items items.parquet --out captions/     (the same)
 
 Reads the items (validated; bad rows quarantined), and for every item without a caption that
 has an ``image_uri`` (every item with one, under ``captions.recaption``): fetches the image,
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -253,14 +251,3 @@ def _caption_row(
         "model": model,
         "status": status,
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m searchrel.captions.job ARGS``: the same as ``searchrel caption ARGS``."""
-    from searchrel.cli import main as cli_main
-
-    cli_main(["caption", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    main()

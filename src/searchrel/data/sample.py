@@ -609,9 +609,3 @@ def _summary(
         "dates": [d.isoformat() for d in dates],
         "impressions_per_day": {d.isoformat(): per_day.get(str(d), 0) for d in dates},
     }
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("data", "sample")

@@ -55,9 +55,3 @@ def drift_job(
         json.dumps(verdict, indent=2, default=str), encoding="utf-8"
     )
     return verdict
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("drift")

@@ -199,9 +199,3 @@ def train_student(
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     log.info("student trained: %s", summary)
     return summary
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("student", "train")

@@ -53,9 +53,3 @@ def evaluate_teacher(
     result["split"] = split
     write_evaluation(result, y_true, probs, out_dir, title=f"teacher {scorer.version} ({split})")
     return result
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("teacher", "evaluate")

@@ -234,9 +234,3 @@ def _evaluate_loss(
         total += float(torch.nn.functional.cross_entropy(logits, labels[b], reduction="sum"))
         correct += int((logits.argmax(-1) == labels[b]).sum())
     return total / len(idx), correct / len(idx)
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("teacher", "train")

@@ -10,8 +10,8 @@ from typing import Any
 
 from kfp import kubernetes
 
-from components import Components
-from pipelines.gpu import on_gpu
+from searchrel.components import Components
+from searchrel.pipelines.gpu import on_gpu
 
 CACHE_PVC = "searchrel-caption-cache"  # manifests/pipelines/caption-cache.yaml
 CACHE_MOUNT = "/caption-cache"  # = captions.cache_dir in configs/cluster.yaml

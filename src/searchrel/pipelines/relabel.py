@@ -12,9 +12,9 @@ from typing import Any, NamedTuple
 
 from kfp import dsl, kubernetes
 
-from components import Components
-from pipelines.gpu import on_gpu, with_pod_namespace
+from searchrel.components import Components
 from searchrel.config import JudgeConfig, LabelConfig
+from searchrel.pipelines.gpu import on_gpu, with_pod_namespace
 
 # A judge shard only sends requests to the LLM server and writes Parquet: no GPU node for it.
 JUDGE_SHARD_CPU = "2"  # the client's worker threads and the Parquet writer

@@ -4,9 +4,9 @@ relabel.relabel_and_distil), so every pipeline gets the same GPU and caching set
 
 from typing import Any, NamedTuple
 
-from components import Components
-from pipelines.captioning import caption
-from pipelines.gpu import on_gpu
+from searchrel.components import Components
+from searchrel.pipelines.captioning import caption
+from searchrel.pipelines.gpu import on_gpu
 
 
 class Ingested(NamedTuple):

@@ -1,10 +1,10 @@
-"""KFP components of searchrel: thin wrappers that run one `python -m searchrel...` stage.
+"""KFP components of searchrel: thin wrappers that run one `python -m searchrel <command>`.
 
 Component functions are plain module-level functions; ``build_components`` turns them into
 KFP components with the image from ``searchrel.images`` *when a pipeline is built* (never at
 import time). They are lightweight Python components because ``kfp.local.SubprocessRunner``
-runs only those; their bodies do nothing but call ``searchrel.stage.run_stage``, exactly as a
-container component with ``command: [python, -m, ...]`` would.
+runs only those; their bodies do nothing but call ``searchrel.components.runtime.run_cli``,
+exactly as a container component with ``command: [python, -m, searchrel, ...]`` would.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from kfp import dsl
 
-from components import captions, data, deploy, drift, labeling, student, teacher
+from searchrel.components import captions, data, deploy, drift, labeling, student, teacher
 from searchrel.images import Images, resolve_images
 
 

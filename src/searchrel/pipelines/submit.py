@@ -1,8 +1,8 @@
 """Runs on a Kubeflow Pipelines cluster through ``kfp.Client``: one run now, or a recurring run.
 
-Both upload the compiled YAML under pipelines/compiled/ (what CI checked fresh), after checking
-the parameters against the pipeline's own inputs, so a typo fails here in one line rather than
-in the cluster an hour later.
+Both upload the compiled YAML shipped in searchrel/pipelines/compiled/ (what CI checked fresh),
+after checking the parameters against the pipeline's own inputs, so a typo fails here in one
+line rather than in the cluster an hour later.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pipelines.catalog import COMPILED_DIR, PIPELINES
 from searchrel.config import Config, ConfigError, DeployConfig, LabelConfig, format_config_error
 from searchrel.model_source import is_uri
+from searchrel.pipelines.catalog import COMPILED_DIR, PIPELINES
 
 TOKEN_ENV = "KFP_TOKEN"  # a bearer token for the KFP API (e.g. behind Kubeflow's auth proxy)
 SERVICE_ACCOUNT = "searchrel-pipeline-runner"  # manifests/pipelines/rbac.yaml

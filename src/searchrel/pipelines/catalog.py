@@ -1,7 +1,8 @@
 """Every pipeline of searchrel by name, and where its compiled YAML lives.
 
-The compiled files under pipelines/compiled/ are committed (a platform team uploads them as
-they are) and CI recompiles and checks they are fresh. They are compiled with the default
+The compiled files under src/searchrel/pipelines/compiled/ are committed and shipped in the
+package (a platform team uploads them as they are; `searchrel pipelines submit` sends them), and
+CI recompiles and checks they are fresh. They are compiled with the default
 images (searchrel.images with no environment override) and the ``label`` section of
 configs/cluster.yaml (shard count; backend, which puts the label shards on GPU or CPU nodes).
 """
@@ -12,33 +13,34 @@ from typing import Any
 
 from kfp import compiler
 
+from searchrel.checkout import checkout_path
 from searchrel.config import LabelConfig, load_config
 from searchrel.images import Images
 
 COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
-CLUSTER_CONFIG = COMPILED_DIR.parents[1] / "configs" / "cluster.yaml"  # what the cluster runs
+CLUSTER_CONFIG = Path("configs/cluster.yaml")  # what the cluster runs, in the repository
 
 
 def _teacher_training(images: Images | None, label: LabelConfig) -> Any:
-    from pipelines.teacher_training import build_teacher_training
+    from searchrel.pipelines.teacher_training import build_teacher_training
 
     return build_teacher_training(images)
 
 
 def _daily_distillation(images: Images | None, label: LabelConfig) -> Any:
-    from pipelines.daily_distillation import build_daily_distillation
+    from searchrel.pipelines.daily_distillation import build_daily_distillation
 
     return build_daily_distillation(images, label)
 
 
 def _drift_watch(images: Images | None, label: LabelConfig) -> Any:
-    from pipelines.drift_watch import build_drift_watch
+    from searchrel.pipelines.drift_watch import build_drift_watch
 
     return build_drift_watch(images, label)
 
 
 def _relevance_loop(images: Images | None, label: LabelConfig) -> Any:
-    from pipelines.relevance_loop import build_pipeline
+    from searchrel.pipelines.relevance_loop import build_pipeline
 
     return build_pipeline(images, label)
 
@@ -66,10 +68,11 @@ def compile_one(
     return out
 
 
-def cluster_label_config(config: Path = CLUSTER_CONFIG) -> LabelConfig:
-    """The label section the pipelines are compiled with: ``config``'s (defaults where the
-    file sets none). Shard count and backend are graph structure, not run-time parameters."""
-    return load_config(config).label
+def cluster_label_config(config: Path | None = None) -> LabelConfig:
+    """The label section the pipelines are compiled with: ``config``'s (default: the
+    checkout's configs/cluster.yaml; defaults where the file sets none). Shard count and
+    backend are graph structure, not run-time parameters."""
+    return load_config(config or checkout_path(CLUSTER_CONFIG)).label
 
 
 def compile_all(

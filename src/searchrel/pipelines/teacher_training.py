@@ -11,9 +11,9 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import Metrics, Model
 
-from components import build_components
-from pipelines.shared_steps import ingest_and_caption, train_teacher
+from searchrel.components import build_components
 from searchrel.images import Images
+from searchrel.pipelines.shared_steps import ingest_and_caption, train_teacher
 
 PIPELINE_NAME = "searchrel-teacher-training"
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from kfp import local
 
-from pipelines.catalog import build
-from pipelines.relevance_loop import build_pipeline
 from searchrel.config import load_config
+from searchrel.pipelines.catalog import build
+from searchrel.pipelines.relevance_loop import build_pipeline
 
 
 def _init_local(pipeline_root: Path, workspace_root: Path | None = None) -> None:

@@ -14,10 +14,10 @@ def drift_check(
     import json
     import os
 
-    from searchrel.stage import config_file, run_stage
+    from searchrel.components.runtime import config_file, run_cli
 
-    run_stage(
-        "searchrel.drift.job",
+    run_cli(
+        "drift",
         "--reference", os.path.join(reference.path, "student_features.parquet"),
         "--requests", requests_dir,
         "--out", report.path,

@@ -20,15 +20,15 @@ def label_shard(
     previous day's label-collect output); pairs whose input text and teacher are unchanged
     are copied from it, not relabeled ("": none). ``date``: label only this impressions
     partition, YYYY-MM-DD ("": every date in the impressions)."""
-    from searchrel.stage import config_file, run_stage
+    from searchrel.components.runtime import config_file, run_cli
 
     extra = []
     if previous_labels:
         extra += ["--previous", previous_labels]
     if date:
         extra += ["--date", date]
-    run_stage(
-        "searchrel.teacher.label",
+    run_cli(
+        "label",
         "--teacher", teacher.path,
         "--items", items.path,
         "--impressions", impressions.path,
@@ -45,8 +45,8 @@ def label_collect(
 ) -> None:
     """Gather every shard's labels into one teacher_labels table; a missing shard fails.
     Label freshness goes to label.pushgateway when the config names one."""
-    from searchrel.stage import config_file, run_stage
+    from searchrel.components.runtime import config_file, run_cli
 
     args = [a for d in shard_labels for a in ("--shard-dir", d.path)]
-    run_stage("searchrel.teacher.collect", *args, "--out", teacher_labels.path,
+    run_cli("label-collect", *args, "--out", teacher_labels.path,
               "--config", config_file(config_yaml))  # fmt: skip

@@ -10,10 +10,10 @@ def teacher_train(
     teacher: Output[Model],
 ) -> None:
     """Fine-tune the LoRA cross-encoder teacher on human judgments."""
-    from searchrel.stage import config_file, run_stage
+    from searchrel.components.runtime import config_file, run_cli
 
-    run_stage(
-        "searchrel.teacher.train",
+    run_cli(
+        "teacher", "train",
         "--items", items.path,
         "--judgments", judgments.path,
         "--out", teacher.path,
@@ -31,11 +31,11 @@ def teacher_evaluate(
     """Score the teacher on the held-out queries; headline numbers go to KFP's Metrics."""
     import os
 
-    from searchrel.stage import config_file, read_json, run_stage, scalar_metrics
+    from searchrel.components.runtime import config_file, read_json, run_cli, scalar_metrics
 
     out = metrics.path  # a directory: metrics.json, metrics.md, PNG plots
-    run_stage(
-        "searchrel.teacher.evaluate",
+    run_cli(
+        "teacher", "evaluate",
         "--model", teacher.path,
         "--items", items.path,
         "--judgments", judgments.path,

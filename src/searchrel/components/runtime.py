@@ -1,4 +1,4 @@
-"""What a pipeline component does at run time: run one stage as `python -m`, fail loudly.
+"""What a pipeline component does at run time: run one `searchrel` command, fail loudly.
 
 KFP components stay thin (image + arguments); this is the only code they share.
 """
@@ -13,9 +13,14 @@ from pathlib import Path
 from typing import Any
 
 
-def run_stage(module: str, *args: str) -> None:
-    """`python -m module args...` in the component's interpreter; a non-zero exit fails the task."""
-    cmd = [sys.executable, "-m", module, *args]
+def cli_command(*args: str) -> list[str]:
+    """`python -m searchrel args...` in the component's interpreter."""
+    return [sys.executable, "-m", "searchrel", *args]
+
+
+def run_cli(*args: str) -> None:
+    """Run `searchrel args...`; a non-zero exit fails the task."""
+    cmd = cli_command(*args)
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 

@@ -18,10 +18,10 @@ def gate_student(
     import json
     import os
 
-    from searchrel.stage import config_file, run_stage
+    from searchrel.components.runtime import config_file, run_cli
 
-    run_stage(
-        "searchrel.student.gate",
+    run_cli(
+        "student", "gate",
         "--candidate", candidate.path,
         "--items", items.path,
         "--judgments", judgments.path,
@@ -46,18 +46,17 @@ def deploy_student(
     """Commit the candidate's URI to the GitOps overlay (Argo CD syncs it); returns the commit."""
     import json
     import subprocess
-    import sys
 
-    from searchrel.stage import config_file
+    from searchrel.components.runtime import cli_command, config_file
 
-    cmd = [
-        sys.executable, "-m", "searchrel.gitops",
+    cmd = cli_command(
+        "deploy",
         "--model-uri", candidate.uri,
         "--gate", report.path,
         "--repo", gitops_repo,
         "--run", run_name,
         "--config", config_file(config_yaml),
-    ]  # fmt: skip
+    )  # fmt: skip
     print("+", " ".join(cmd), flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True)
     print(out.stdout, out.stderr, sep="\n", flush=True)  # the one-line reason, on failure too

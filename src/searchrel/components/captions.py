@@ -17,11 +17,11 @@ def caption_items(
     ``cache_dir`` (a mounted PVC) overrides ``captions.cache_dir``, so that a daily run
     captions only images it has not seen; "" keeps the config's.
     """
-    from searchrel.stage import config_file, run_stage
+    from searchrel.components.runtime import config_file, run_cli
 
     cache = ["--cache-dir", cache_dir] if cache_dir else []
-    run_stage(
-        "searchrel.captions.job",
+    run_cli(
+        "caption",
         "--items", items.path,
         "--items-out", captioned_items.path,
         "--captions", captions.path,

@@ -13,11 +13,11 @@ from typing import Any
 from kfp import compiler, dsl
 from kfp.dsl import Dataset, Model
 
-from components import build_components
-from pipelines.gpu import with_pod_namespace
-from pipelines.relabel import relabel_and_distil
+from searchrel.components import build_components
 from searchrel.config import LabelConfig
 from searchrel.images import Images
+from searchrel.pipelines.gpu import with_pod_namespace
+from searchrel.pipelines.relabel import relabel_and_distil
 
 PIPELINE_NAME = "searchrel-drift-watch"
 RELABEL = "relabel"

@@ -14,11 +14,11 @@ from typing import Any, NamedTuple
 from kfp import compiler, dsl
 from kfp.dsl import Dataset, Metrics, Model
 
-from components import build_components
-from pipelines.relabel import relabel_and_distil
-from pipelines.shared_steps import ingest_and_caption, train_teacher
+from searchrel.components import build_components
 from searchrel.config import LabelConfig
 from searchrel.images import Images
+from searchrel.pipelines.relabel import relabel_and_distil
+from searchrel.pipelines.shared_steps import ingest_and_caption, train_teacher
 
 PIPELINE_NAME = "searchrel-relevance-loop"
 

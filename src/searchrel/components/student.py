@@ -12,10 +12,10 @@ def build_features(
     features: Output[Dataset],
 ) -> None:
     """Item feature store + the student's training rows (a directory)."""
-    from searchrel.stage import config_file, run_stage
+    from searchrel.components.runtime import config_file, run_cli
 
-    run_stage(
-        "searchrel.features.build",
+    run_cli(
+        "features", "build",
         "--items", items.path,
         "--judgments", judgments.path,
         "--teacher-labels", teacher_labels.path,
@@ -29,10 +29,10 @@ def student_train(features: Input[Dataset], config_yaml: str, student: Output[Mo
     """Distil the teacher into the student; the output is the serving bundle."""
     import os
 
-    from searchrel.stage import config_file, run_stage
+    from searchrel.components.runtime import config_file, run_cli
 
-    run_stage(
-        "searchrel.student.train",
+    run_cli(
+        "student", "train",
         "--features", os.path.join(features.path, "student_features.parquet"),
         "--store", os.path.join(features.path, "item_store"),
         "--out", student.path,
@@ -46,11 +46,11 @@ def student_evaluate(
     """Score the student on the held-out queries; headline numbers go to KFP's Metrics."""
     import os
 
-    from searchrel.stage import read_json, run_stage, scalar_metrics
+    from searchrel.components.runtime import read_json, run_cli, scalar_metrics
 
     out = metrics.path  # a directory: metrics.json, metrics.md, PNG plots
-    run_stage(
-        "searchrel.student.evaluate",
+    run_cli(
+        "student", "evaluate",
         "--model", student.path,
         "--features", os.path.join(features.path, "student_features.parquet"),
         "--out", out,

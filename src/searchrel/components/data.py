@@ -12,10 +12,10 @@ def ingest(
     summary: Output[Artifact],
 ) -> None:
     """Validate items, judgments and impressions from `source` ("sample" or a directory)."""
-    from searchrel.stage import config_file, run_stage
+    from searchrel.components.runtime import config_file, run_cli
 
-    run_stage(
-        "searchrel.data.ingest",
+    run_cli(
+        "data", "ingest",
         "--source", source,
         "--items", items.path,
         "--judgments", judgments.path,

@@ -17,11 +17,11 @@ from typing import Any, NamedTuple
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Metrics, Model
 
-from components import build_components
-from pipelines.relabel import relabel_and_distil
-from pipelines.shared_steps import ingest_and_caption
+from searchrel.components import build_components
 from searchrel.config import DeployConfig, LabelConfig
 from searchrel.images import Images
+from searchrel.pipelines.relabel import relabel_and_distil
+from searchrel.pipelines.shared_steps import ingest_and_caption
 
 PIPELINE_NAME = "searchrel-daily-distillation"
 DEPLOY = "deploy"
