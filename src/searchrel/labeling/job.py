@@ -34,12 +34,12 @@ from tqdm.auto import tqdm
 
 from searchrel.atomic_files import remove_temporaries, write_parquet_atomic
 from searchrel.config import Config
+from searchrel.item_join import join_items
 from searchrel.labeling import shards as sh
 from searchrel.labeling.judge import RemoteJudge
 from searchrel.labeling.labeler import Labeler, Progress
 from searchrel.labeling.teacher_labeler import TeacherLabeler
 from searchrel.model_source import is_uri
-from searchrel.pairs import join_items
 from searchrel.schema import LABEL_FAILURES, TEACHER_LABELS
 from searchrel.tables import ContractError, read_table, validate, write_quarantine
 

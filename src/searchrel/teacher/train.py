@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from searchrel.config import Config
-from searchrel.pairs import join_items
+from searchrel.item_join import join_items
 from searchrel.splits import split_of
 from searchrel.tables import read_table, write_quarantine
 from searchrel.teacher.backbone import autocast, autocast_dtype, default_device

@@ -1,4 +1,4 @@
-"""Joining (query, item) pairs with the items they name."""
+"""Joining (query, item) pairs with the items they name; unknown items are quarantined."""
 
 from __future__ import annotations
 
