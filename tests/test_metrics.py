@@ -21,11 +21,8 @@ LOG2_3 = math.log2(3)  # 1.5849625..., the discount denominator of rank 2
 # --------------------------------------------------------------------------------------------
 
 
-def test_expected_score_is_mean_level_and_argmax_tie_goes_low() -> None:
+def test_predicted_label_is_the_argmax_level_and_a_tie_goes_low() -> None:
     probs = [[0.2, 0.3, 0.5], [0.5, 0.5, 0.0]]
-    # row 0: 1*0.2 + 2*0.3 + 3*0.5 = 0.2 + 0.6 + 1.5 = 2.3
-    # row 1: 1*0.5 + 2*0.5 + 3*0.0 = 1.5
-    assert m.expected_score(probs) == pytest.approx([2.3, 1.5])
     # argmax + 1; the exact tie of row 1 goes to the lower level
     assert m.predicted_labels(probs).tolist() == [3, 1]
 

@@ -156,13 +156,16 @@ class ServeConfig(Strict):
     request_log_url: str = ""  # CloudEvents sink for the request log (cluster); "": the directory
 
 
+DriftSignal = Literal["features", "embeddings", "score"]  # the signals a drift verdict carries
+
+
 class DriftConfig(Strict):
     min_window: int = 100  # fewest served rows before a verdict is given
     window_hours: float = Field(24.0, ge=0)  # served rows this recent (vs the log's newest); 0: all
     drift_share: float = Field(0.3, gt=0, le=1)  # share of drifted feature columns that means drift
     stattest_threshold: float = 0.05  # p-value (or distance) threshold of the per-column tests
     embedding_drift: bool = True  # also run Evidently's EmbeddingsDrift on query embeddings
-    trigger_on: list[Literal["features", "embeddings", "score"]] = [  # signals that relabel
+    trigger_on: list[DriftSignal] = [  # signals that relabel
         "features",
         "embeddings",
     ]

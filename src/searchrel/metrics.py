@@ -8,8 +8,8 @@ merely because two code paths defined a metric differently.
 Conventions (each function's docstring says why):
 
 * Predicted label = ``argmax(probs) + 1`` (first level wins an exact tie, as ``np.argmax`` does).
-* Ranking score = expected level ``sum_k k * p_k``: it uses the whole distribution, so two items
-  with the same argmax are still ordered by how confident the model is.
+* Ranking score = expected level ``sum_k k * p_k`` (``searchrel.scores``): it uses the whole
+  distribution, so two items with the same argmax are still ordered by how confident the model is.
 * A query is the pair ``(query, locale)``: the same query text in two locales is two queries.
 * Ties in a ranking score are scored by their *expectation under random tie-breaking*, never by
   input order, so a metric cannot be gamed (or hurt) by how rows happen to be sorted. Scores are
@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
+
+from searchrel.scores import expected_score
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -100,18 +102,6 @@ def default_relevant_level(levels: int) -> int:
 # --------------------------------------------------------------------------------------------
 # Point-wise metrics
 # --------------------------------------------------------------------------------------------
-
-
-def expected_score(probs: ArrayLike) -> FloatArray:
-    """Expected relevance level ``sum_k k * p_k`` per row (levels numbered from 1).
-
-    This is the ranking score of every ranking metric here: unlike the argmax it is continuous,
-    so it orders items within a predicted grade by the model's confidence.
-    """
-    arr = np.asarray(probs, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"probs must be 2-D, got shape {arr.shape}")
-    return arr @ np.arange(1, arr.shape[1] + 1, dtype=np.float64)
 
 
 def predicted_labels(probs: ArrayLike) -> IntArray:
@@ -655,7 +645,6 @@ __all__ = [
     "confusion_matrix",
     "default_relevant_level",
     "evaluate",
-    "expected_score",
     "gain",
     "mean_ndcg_at_k",
     "ndcg_at_k",

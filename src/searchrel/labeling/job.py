@@ -41,15 +41,10 @@ from searchrel.labeling.labeler import Labeler, Progress
 from searchrel.labeling.teacher_labeler import TeacherLabeler
 from searchrel.model_source import is_uri
 from searchrel.schema import LABEL_FAILURES, TEACHER_LABELS
+from searchrel.scores import expected_score
 from searchrel.tables import ContractError, read_table, validate, write_quarantine
 
 log = logging.getLogger(__name__)
-
-
-def expected_scores(probs: np.ndarray) -> np.ndarray:
-    """sum_k k * p_k with levels 1..K."""
-    levels = np.arange(1, probs.shape[1] + 1, dtype=np.float32)
-    return (probs * levels).sum(axis=1)
 
 
 def distinct_pairs(impressions: pa.Table) -> pa.Table:
@@ -203,7 +198,7 @@ def _label_shard(
             "item_id": [pairs[i]["item_id"] for i in ok],
             "probs": pa.array([row.tolist() for row in good], pa.list_(pa.float32())),
             "label": pa.array((good.argmax(axis=1) + 1) if ok else [], pa.int8()),
-            "expected_score": pa.array(expected_scores(good) if ok else [], pa.float32()),
+            "expected_score": pa.array(expected_score(good) if ok else [], pa.float32()),
             "teacher_version": [labeler.version] * len(ok),
             "input_hash": [hashes[i] for i in ok],
         },
