@@ -205,9 +205,6 @@ class Config(Strict):
     deploy: DeployConfig = DeployConfig()
 
 
-ProfileName = Literal["local", "cluster", "tiny"]
-
-
 class ConfigError(ValueError):
     """A config file that cannot be used; the message is one line for the user."""
 
@@ -243,10 +240,6 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_config_error(source, exc)) from exc
-
-
-def dump_config(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.model_dump(), sort_keys=False)
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from searchrel.scores import expected_score
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 # Scores equal to this many decimals are a tie (absorbs float noise of summed probabilities).
 SCORE_DECIMALS = 9

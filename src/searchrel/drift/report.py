@@ -20,9 +20,8 @@ values, up to 1,000 reference rows; normed Wasserstein or Jensen-Shannon distanc
 config's ``stattest_threshold`` is the threshold of the p-value tests; a distance test keeps its
 own default (0.1) unless ``distance_threshold`` is given, as a p-value of 0.05 is no distance
 threshold (two samples of one distribution often lie 0.05 apart). Each side is subsampled,
-deterministically, to ``max_rows``. Cost: Evidently's ``EmbeddingsDrift`` runs a t-SNE for its
-plot on up to 2,500 points a side (run on one thread here: about 11 s for 2,000 points, so up
-to a minute at the cap); the rest takes seconds.
+deterministically, to ``max_rows``. Most of the cost is the t-SNE Evidently's
+``EmbeddingsDrift`` runs for its plot (on up to 2,500 points a side, on one OpenMP thread here).
 """
 
 from __future__ import annotations
@@ -183,7 +182,8 @@ def _plan(
 
 def _one_openmp_thread() -> contextlib.AbstractContextManager[Any]:
     """Evidently's t-SNE (scikit-learn, OpenMP) on one thread: on a busy machine its threads
-    spin against each other, and 180 points took 0.5 s or 40 s by chance on 2 shared cores."""
+    spin against each other, and its time on a few shared cores varies by orders of
+    magnitude by chance."""
     try:
         from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
     except ImportError:

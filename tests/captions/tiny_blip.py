@@ -1,4 +1,4 @@
-"""A tiny, randomly initialised BLIP, built from its config: for tests, benches and offline runs.
+"""A tiny, randomly initialised BLIP, built from its config: for the tests and the captioning bench.
 
 Real BLIP weights come from the Hub, which tests (and air-gapped machines) cannot reach. This
 builds a ``BlipForConditionalGeneration`` and a real ``BlipProcessor`` (a BERT WordPiece

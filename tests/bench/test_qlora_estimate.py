@@ -8,13 +8,13 @@ import bitsandbytes as bnb
 import pytest
 import torch
 
-from searchrel.teacher.backbone import load_backbone, prepare_for_training
-from searchrel.teacher.memory import (
+from bench.qlora_estimate import (
     LLAMA_3_8B,
     DecoderShape,
     estimate_qlora_memory,
     nf4_bytes,
 )
+from searchrel.teacher.backbone import load_backbone, prepare_for_training
 
 
 @pytest.fixture(scope="module")
