@@ -190,7 +190,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def run_demo(out: Path, config: Path) -> dict[str, Any]:
     from searchrel.demo_daily import run_daily
-    from searchrel.pipelines.run_local import run_local  # the pipeline lives beside the package
+    from searchrel.pipelines.run_local import run_local
 
     started = time.perf_counter()
     out = out.resolve()
