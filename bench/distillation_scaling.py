@@ -1,445 +1,57 @@
-"""The paper's data-scaling result on real human labels (issue 5): does a student trained on
-teacher labels approach the teacher and beat a student trained on human labels alone?
+"""The paper's data-scaling result on real human labels: does a student trained on teacher
+labels approach the teacher and beat a student trained on human labels alone? Two protocols
+on CrowdFlower's query-grouped folds:
 
-    .venv/bin/python bench/distillation_scaling.py            # ~15 min on 2 CPU cores
+* ``daily-log`` (issue 17; bench/distillation_daily_log.py): a teacher trained on every human
+  label of the training queries labels, through ``searchrel label``, a day's impression log
+  built by first-stage retrieval over the whole catalogue (pairs no human judged); students
+  learn from human labels, the labeled log at several sizes, or both.
+* ``human-fraction`` (issue 5; bench/distillation_human_fraction.py): 10% of the training
+  pairs keep their human labels, a teacher trained on them labels the other 90%.
 
-Protocol, on CrowdFlower (../shared/data/crowdflower, 4 levels):
-* Test: one query-grouped fold (``--fold`` of GroupKFold(5) on the query, as in
-  bench/teacher_crowdflower.py): its queries are never seen by the teacher or the students.
-* Of the training pairs, ``--human-fraction`` (10%) keep their human labels (drawn at random,
-  seeded); the other 90% are the "unlabeled log": their human labels are never used.
-* The teacher (MiniLM-L6 LoRA cross-encoder, this repo's ``train_teacher``) is fine-tuned on the
-  human 10% only, then labels the other 90% (soft labels) and the test fold.
-* Students (this repo's features and ``fit_student``, default StudentConfig) train on: human
-  labels only; human + teacher labels at 1x, 3x and all (~8x) the human amount; teacher labels
-  only; and, as a ceiling, human labels on 100% of the training pairs. Early stopping on the
-  human labels of validation queries (split by query hash, the teacher's own validation queries,
-  whose unlabeled pairs are left out). Feature-group ablation on "human + all teacher".
-* Speed: student pairs/s (features + network) vs teacher pairs/s on the same test pairs in the
-  same run, at two granularities: one query's candidates per call (as served) and all pairs
-  at once (offline, as daily labeling runs). The goal is judged on the lower ratio. Baseline in
-  the same run: per query with the query encoder in eager PyTorch instead of ONNX Runtime.
-Writes bench/results/distillation_scaling.json; bench/plot_distillation_scaling.py plots it.
+    python bench/distillation_scaling.py --protocol daily-log --folds 0 1 2 \\
+        --teacher-config bench/configs/teacher_crowdflower.yaml
+    python bench/distillation_scaling.py --protocol human-fraction --fold 0
+    python bench/distillation_scaling.py --protocol daily-log --help    # a protocol's options
+
+``--protocol`` defaults to ``human-fraction`` so that the commands recorded in earlier result
+files still run as they did. bench/plot_distillation_scaling.py plots either result.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shlex
-import shutil
 import sys
-import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.crowdflower_folds import fold_specs, load_crowdflower  # noqa: E402
-from bench.machine import machine_info  # noqa: E402
-from searchrel.config import StudentConfig, load_config, shared_dir  # noqa: E402
-from searchrel.data.crowdflower import CROWDFLOWER_LEVELS, find_crowdflower_csvs  # noqa: E402
-from searchrel.features.embedder import Embedder  # noqa: E402
-from searchrel.features.pairs import PairFeaturizer, assemble_inputs  # noqa: E402
-from searchrel.features.store import ItemStore, build_item_store  # noqa: E402
-from searchrel.metrics import evaluate  # noqa: E402
-from searchrel.schema import JUDGMENTS, SCALAR_FEATURES  # noqa: E402
-from searchrel.splits import split_of  # noqa: E402
-from searchrel.student.dataset import FeatureRows  # noqa: E402
-from searchrel.student.train import fit_student  # noqa: E402
-from searchrel.tables import ContractError, write_table  # noqa: E402
+from searchrel.config import shared_dir  # noqa: E402
+from searchrel.data.crowdflower import find_crowdflower_csvs  # noqa: E402
 
-log = logging.getLogger("distillation_scaling")
-K = CROWDFLOWER_LEVELS
-KEEP = ("accuracy", "auroc_ge_2", "auroc_ge_3", "auroc_ge_4", "qwk", "ndcg_at_20")
-GROUPS = {  # feature groups for the ablation: scalar feature names, or the embedding blocks
-    "embeddings": None,
-    "bm25_text_match": [
-        n for n in SCALAR_FEATURES if n.startswith(("bm25_", "term_", "exact_", "fuzzy_"))
-    ],
-    "engagement": [n for n in SCALAR_FEATURES if n.startswith("item_")],
-}
+PROTOCOLS = ("daily-log", "human-fraction")
 
 
-def rows_of(x: np.ndarray, target: np.ndarray, source: str, dim: int) -> FeatureRows:
-    n = len(x)
-    empty = np.array([""] * n, dtype=object)
-    return FeatureRows(
-        x,
-        target.astype(np.float32),
-        np.ones(n, np.float32),
-        np.array([source] * n, dtype=object),
-        empty,
-        empty,
-        empty,
-        empty,
-        dim,
-    )
-
-
-def concat(parts: list[FeatureRows]) -> FeatureRows:
-    return FeatureRows(
-        *(
-            np.concatenate([getattr(p, f) for p in parts])
-            for f in ("x", "target", "weight", "source", "split", "query", "locale", "item_id")
-        ),
-        parts[0].embedding_dim,
-    )
-
-
-def drop_group(x: np.ndarray, dim: int, group: str) -> np.ndarray:
-    """The inputs without one feature group (columns removed, not zeroed)."""
-    if group == "embeddings":
-        return x[:, 3 * dim :]
-    names = GROUPS[group] or []
-    drop = {3 * dim + SCALAR_FEATURES.index(n) for n in names}
-    return x[:, [c for c in range(x.shape[1]) if c not in drop]]
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--fold", type=int, default=0, help="grouped test fold (0-4)")
-    p.add_argument("--human-fraction", type=float, default=0.1)
-    p.add_argument("--teacher-epochs", type=int, default=4)
-    p.add_argument(
-        "--teacher-patience", type=int, default=2, help="epochs without val-loss gain to stop"
-    )
-    p.add_argument("--max-length", type=int, default=64, help="teacher tokens (CPU budget)")
-    p.add_argument("--seed", type=int, default=13)
-    p.add_argument("--student-seeds", type=int, default=5, help="fits per student arm (mean, sd)")
-    p.add_argument("--skip-speed", action="store_true", help="quality only (no timing section)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench/results/distillation_scaling.json")
-    p.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "bench_distillation")
-    args = p.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    head = argparse.ArgumentParser(add_help=False)
+    head.add_argument("--protocol", choices=PROTOCOLS, default="human-fraction")
+    known, rest = head.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    started = time.perf_counter()
+    command = "python bench/distillation_scaling.py " + shlex.join(argv)
+    if known.protocol == "daily-log":
+        from bench import distillation_daily_log as protocol
+    else:
+        from bench import distillation_human_fraction as protocol  # type: ignore[no-redef]
+    args = protocol.parse_args(rest)
     csvs = find_crowdflower_csvs(shared_dir())
     if not csvs:
         print(f"skip: no CrowdFlower CSVs under {shared_dir()}/data/crowdflower")
         return 0
-    work = args.work_dir
-    data = load_crowdflower(csvs, work)
-    j = data.judgments
-    spec = fold_specs(j, "grouped")[args.fold]
-    rng = np.random.default_rng(args.seed)
-    train_idx = spec.train_idx
-    human_idx = np.sort(
-        rng.choice(train_idx, int(len(train_idx) * args.human_fraction), replace=False)
-    )
-    cfg = load_config(
-        overrides={
-            "data": {
-                "levels": K,
-                "test_fraction": 0.0,
-                "val_fraction": 0.15,
-                "split_salt": f"distill-{args.fold}",
-            },
-            "teacher": {
-                "fields": ["title", "description"],
-                "max_length": args.max_length,
-                "epochs": args.teacher_epochs,
-                "resume": False,
-                "patience": args.teacher_patience,
-                "seed": args.seed,
-            },
-        }
-    )
-    split = np.array([split_of(q, cfg.data) for q in j["query"]])
-    val_queries = set(j["query"].iloc[human_idx][split[human_idx] == "val"])
-    pool_idx = np.setdiff1d(train_idx, human_idx)
-    pool_idx = pool_idx[~j["query"].iloc[pool_idx].isin(val_queries).to_numpy()]
-    h_train = human_idx[split[human_idx] == "train"]
-    h_val = human_idx[split[human_idx] == "val"]
-    all_train = train_idx[split[train_idx] == "train"]  # the 100%-human ceiling
-    test_idx = spec.test_idx
-    info: dict[str, Any] = {
-        "test_pairs": len(test_idx),
-        "test_queries": int(j["query"].iloc[test_idx].nunique()),
-        "human_pairs": len(human_idx),
-        "human_train_pairs": len(h_train),
-        "human_val_pairs": len(h_val),
-        "unlabeled_pool_pairs": len(pool_idx),
-        # accuracy of always answering the test pairs' most common level
-        "test_prior_accuracy": round(
-            float(j["label"].iloc[spec.test_idx].value_counts(normalize=True).max()), 4
-        ),
-    }
-    log.info("split: %s", info)
-
-    # --- the teacher, on the human 10% only ------------------------------------------------
-    from searchrel.teacher.model import TeacherScorer
-    from searchrel.teacher.train import train_teacher
-
-    items_path = work / "items.parquet"
-    write_table(data.items, items_path, "items")
-    human_path = work / "human_judgments.parquet"
-    write_table(
-        j.iloc[human_idx][list(JUDGMENTS.names)].reset_index(drop=True), human_path, "judgments", K
-    )
-    t0 = time.perf_counter()
-    teacher_summary = train_teacher(items_path, human_path, work / "teacher", cfg)
-    teacher_train_s = time.perf_counter() - t0
-    scorer = TeacherScorer(work / "teacher")
-    items_by_id = {r["item_id"]: r for r in data.items.to_pylist()}
-
-    def teacher_probs(idx: np.ndarray) -> tuple[np.ndarray, float]:
-        texts = scorer.item_texts([items_by_id[i] for i in j["item_id"].iloc[idx]])
-        t = time.perf_counter()
-        probs = scorer.predict_proba(list(j["query"].iloc[idx]), texts)
-        return probs / probs.sum(axis=1, keepdims=True), time.perf_counter() - t
-
-    pool_probs, _ = teacher_probs(pool_idx)
-    test_teacher, teacher_test_s = teacher_probs(test_idx)
-
-    # --- features -----------------------------------------------------------------------------
-    store_dir = work / "item_store"
-    embedder = Embedder.from_config(cfg.features)
-    try:
-        store = ItemStore(store_dir)  # reused between runs: the catalogue does not change
-    except (OSError, ContractError) as exc:  # absent, or written by an older schema
-        log.info("building the item store (%s)", exc)
-        shutil.rmtree(store_dir, ignore_errors=True)
-        build_item_store(data.items, None, embedder, cfg.features, store_dir)
-        store = ItemStore(store_dir)
-    featurizer = PairFeaturizer(store, embedder, cfg.features)
-    needed = np.unique(np.concatenate([human_idx, pool_idx, all_train, test_idx]))
-    rows = np.array([store.index[i] for i in j["item_id"].iloc[needed]])
-    q, i, s = featurizer.featurize_many(list(j["query"].iloc[needed]), rows)
-    x_all = assemble_inputs(q, i, s)
-    pos = {int(k): n for n, k in enumerate(needed)}
-    dim = store.dim
-
-    def x_of(idx: np.ndarray) -> np.ndarray:
-        return x_all[[pos[int(k)] for k in idx]]
-
-    def onehot(idx: np.ndarray) -> np.ndarray:
-        return np.eye(K, dtype=np.float32)[j["label"].iloc[idx].to_numpy() - 1]
-
-    human_train = rows_of(x_of(h_train), onehot(h_train), "human", dim)
-    human_val = rows_of(x_of(h_val), onehot(h_val), "human", dim)
-    pool = rows_of(x_of(pool_idx), pool_probs, "teacher", dim)
-    x_test = x_of(test_idx)
-    y_test = j["label"].iloc[test_idx].to_numpy()
-    q_test, l_test = j["query"].iloc[test_idx].to_numpy(), j["locale"].iloc[test_idx].to_numpy()
-
-    def score(probs: np.ndarray) -> dict[str, Any]:
-        m = evaluate(y_test, probs, q_test, l_test, K)
-        return {k: m.get(k) for k in KEEP}
-
-    scfg = StudentConfig()
-    seeds = [args.seed + k for k in range(args.student_seeds)]
-    results: dict[str, Any] = {"teacher": {**score(test_teacher), "train_pairs": len(h_train)}}
-
-    def student(name: str, train: FeatureRows, group: str | None = None) -> None:
-        tr, va, xt = train, human_val, x_test
-        if group:
-            tr = rows_of(drop_group(train.x, dim, group), train.target, "teacher", dim)
-            tr.source = train.source
-            va = rows_of(drop_group(human_val.x, dim, group), human_val.target, "human", dim)
-            xt = drop_group(x_test, dim, group)
-        import torch
-
-        # One fit per seed: at a few hundred rows, the initial weights alone move QWK by
-        # several hundredths, more than many of the differences between arms.
-        t = time.perf_counter()
-        runs, epochs = [], []
-        for seed in seeds:
-            net, history, _ = fit_student(tr, va, scfg.model_copy(update={"seed": seed}), K)
-            with torch.inference_mode():
-                runs.append(score(net(torch.from_numpy(xt)).numpy()))
-            epochs.append(len(history))
-        results[name] = {
-            **{k: float(np.mean([r[k] for r in runs])) for k in KEEP},
-            "sd": {k: float(np.std([r[k] for r in runs])) for k in KEEP},
-            "per_seed": {k: [r[k] for r in runs] for k in ("accuracy", "qwk")},
-            "train_rows": len(tr),
-            "rows_by_source": {s: int((tr.source == s).sum()) for s in ("human", "teacher")},
-            "epochs_run": epochs,
-            "seconds": round(time.perf_counter() - t, 1),
-        }
-        log.info("%s: acc %.4f (sd %.4f) qwk %.4f", name, results[name]["accuracy"],
-                 results[name]["sd"]["accuracy"], results[name]["qwk"])  # fmt: skip
-
-    n_h = len(h_train)
-    order = rng.permutation(len(pool))
-    student("student: human only", human_train)
-    for mult in (1, 3):
-        take = order[: min(len(pool), mult * n_h)]
-        student(f"student: human + teacher {mult}x", concat([human_train, pool.subset(take)]))
-    everything = concat([human_train, pool])
-    all_mult = round(len(pool) / n_h, 1)
-    student(f"student: human + teacher all ({all_mult}x)", everything)
-    student("student: teacher only", pool)
-    ceiling = rows_of(x_of(all_train), onehot(all_train), "human", dim)
-    student("ceiling: student on human labels of 100% of training pairs", ceiling)
-    for group in GROUPS:
-        student(f"ablation: human + teacher all, without {group}", everything, group)
-
-    best = f"student: human + teacher all ({all_mult}x)"
-
-    def measure_speed() -> dict[str, Any]:
-        # --- speed: student vs teacher on the same test pairs, at two granularities --------------
-        # "per query": one call per query with its candidates, as the server runs the student (the
-        # query's embedding computed, not cached) and as a real-time teacher would run. "offline":
-        # every test pair in one call each, as daily labeling runs the teacher (length-sorted
-        # batches) and as the student would score a logged day (query embeddings batched).
-        net, _, _ = fit_student(everything, human_val, scfg, K)
-        test_rows = np.array([store.index[i] for i in j["item_id"].iloc[test_idx]])
-        by_query = pd.DataFrame({"query": q_test, "row": test_rows}).groupby("query", sort=False)
-        import torch
-
-        def student_per_query() -> None:
-            for query, group in by_query:
-                f = featurizer.featurize(query, group["row"].to_numpy())
-                with torch.inference_mode():
-                    net(
-                        torch.from_numpy(
-                            assemble_inputs(f.query_embedding, f.item_embeddings, f.scalars)
-                        )
-                    )
-
-        def student_offline() -> None:
-            qv, iv, sv = featurizer.featurize_many(list(q_test), test_rows)
-            with torch.inference_mode():
-                net(torch.from_numpy(assemble_inputs(qv, iv, sv)))
-
-        def teacher_per_query() -> None:
-            for _, group in by_query:
-                idx = test_idx[group.index.to_numpy()]
-                teacher_probs(idx)
-
-        def timed(fn: Any) -> float:
-            featurizer.embedder.clear_cache()  # every query's embedding is computed, not recalled
-            t = time.perf_counter()
-            fn()
-            return time.perf_counter() - t
-
-        def encoder_ms_per_query(embedder: Embedder) -> float:
-            """One test query at a time through the encoder alone (cache cleared)."""
-            embedder.clear_cache()
-            t = time.perf_counter()
-            for query, _ in by_query:
-                embedder.encode_query(query)
-            return round((time.perf_counter() - t) / by_query.ngroups * 1000, 2)
-
-        # Baseline in the same run: the same student with the query encoder in eager PyTorch.
-        served_embedder = featurizer.embedder
-        pytorch_embedder = Embedder.from_config(
-            cfg.features.model_copy(update={"embed_runtime": "torch"})
-        )
-        featurizer.embedder = pytorch_embedder
-        student_per_query()  # warm-up: first calls pay one-off allocation costs
-        pytorch_per_query_s = timed(student_per_query)
-        featurizer.embedder = served_embedder
-        student_per_query()
-        encoder = {
-            "runtime": served_embedder.runtime,
-            "ms_per_query": encoder_ms_per_query(served_embedder),
-            "pytorch_ms_per_query": encoder_ms_per_query(pytorch_embedder),
-            "max_abs_diff_vs_pytorch_on_probes": served_embedder.onnx_max_abs_diff,
-        }
-        n_pairs = len(test_idx)
-        speed: dict[str, Any] = {
-            "pairs": n_pairs,
-            "queries": int(by_query.ngroups),
-            "threads": torch.get_num_threads(),
-            "query_encoder": encoder,
-            "per_query": {
-                "student_seconds": round(timed(student_per_query), 3),
-                "teacher_seconds": round(timed(teacher_per_query), 3),
-            },
-            "per_query_pytorch_encoder": {
-                "student_seconds": round(pytorch_per_query_s, 3),
-                "teacher_seconds": None,  # filled below: the teacher's per-query time
-            },
-            "offline": {
-                "student_seconds": round(timed(student_offline), 3),
-                "teacher_seconds": round(teacher_test_s, 3),
-            },
-        }
-        per_query_teacher_s = speed["per_query"]["teacher_seconds"]
-        speed["per_query_pytorch_encoder"]["teacher_seconds"] = per_query_teacher_s
-        for mode in ("per_query", "per_query_pytorch_encoder", "offline"):
-            m = speed[mode]
-            m["student_pairs_per_s"] = round(n_pairs / m["student_seconds"], 1)
-            m["teacher_pairs_per_s"] = round(n_pairs / m["teacher_seconds"], 1)
-            ratio = m["student_pairs_per_s"] / m["teacher_pairs_per_s"]
-            m["student_over_teacher"] = round(ratio, 1)
-        speed["student_over_teacher"] = min(
-            speed[m]["student_over_teacher"] for m in ("per_query", "offline")
-        )
-        return speed
-
-    speed = None if args.skip_speed else measure_speed()
-    t_acc, h_acc = results["teacher"]["accuracy"], results["student: human only"]["accuracy"]
-    b_acc = results[best]["accuracy"]
-    prior = float(j["label"].iloc[spec.test_idx].value_counts(normalize=True).max())
-    # Paired by seed: the same initial weights with and without the teacher's labels.
-    lifts = 100 * (
-        np.array(results[best]["per_seed"]["accuracy"])
-        - np.array(results["student: human only"]["per_seed"]["accuracy"])
-    )
-    result = {
-        "command": "python bench/distillation_scaling.py " + shlex.join(sys.argv[1:]),
-        "machine": machine_info(),
-        "settings": {
-            **vars(args),
-            "out": str(args.out),
-            "work_dir": str(args.work_dir),
-            "teacher": cfg.teacher.model_dump(),
-            "student": scfg.model_dump(),
-        },
-        "split": info,
-        "teacher_training": {
-            "seconds": round(teacher_train_s, 1),
-            "epochs_run": teacher_summary["epochs_run"],
-        },
-        "results": results,
-        "speed": speed,
-        "headline": {
-            "best_student": best,
-            "student_over_teacher_accuracy": round(b_acc / t_acc, 4),
-            "distillation_lift_accuracy_points": round(100 * (b_acc - h_acc), 2),
-            "distillation_lift_sd_over_seeds": round(float(lifts.std()), 2),
-            # Accuracy beside "always the most common level": a teacher at the prior makes
-            # "student / teacher" trivially high (the prior alone would reach it).
-            "teacher_minus_prior_points": round(100 * (t_acc - prior), 2),
-            "best_student_minus_prior_points": round(100 * (b_acc - prior), 2),
-            "prior_over_teacher_accuracy": round(prior / t_acc, 4),
-            "paper": {
-                "student_over_teacher_accuracy": 0.91,
-                "human_to_distilled_accuracy": [0.484, 0.548],
-            },
-        },
-        "goals": {
-            "student_ge_95pct_of_teacher": b_acc / t_acc >= 0.95,
-            "distillation_lifts_ge_3_points": b_acc - h_acc >= 0.03,
-            # A teacher at the prior makes the 95% goal trivial and a "lift" only a climb back
-            # to the prior (from a human-only student that over-fits below it): both flags say
-            # whether the figures above mean anything.
-            "teacher_beats_prior_by_1_point": t_acc - prior >= 0.01,
-            "distilled_student_above_prior": b_acc > prior,
-            "student_ge_50x_teacher_pairs_per_s": (
-                None if speed is None else speed["student_over_teacher"] >= 50
-            ),
-        },
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
-    print(
-        json.dumps(
-            {"headline": result["headline"], "goals": result["goals"], "speed": speed},
-            indent=2,
-            default=float,
-        )
-    )
-    return 0
+    return protocol.run(args, command.strip(), csvs)
 
 
 if __name__ == "__main__":

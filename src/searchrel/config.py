@@ -135,6 +135,8 @@ class StudentConfig(Strict):
     learning_rate: float = 2e-3  # AdamW learning rate
     weight_decay: float = 1e-4  # AdamW weight decay
     human_weight: float = 0.5  # share of the loss from human labels (rest: teacher soft labels)
+    teacher_targets: Literal["soft", "hard"] = "soft"  # teacher rows: its distribution or argmax
+    teacher_confidence_weight: bool = False  # weight teacher rows by its top probability
     patience: int = 8  # epochs without validation improvement before stopping
     seed: int = 13  # seeds torch and the data order
 
@@ -240,6 +242,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_config_error(source, exc)) from exc
+
+
+def dump_config(cfg: Config) -> str:
+    """The config as YAML that ``load_config`` reads back."""
+    return yaml.safe_dump(cfg.model_dump(), sort_keys=False)
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -147,6 +147,21 @@ def test_impressions_span_four_days_and_include_unjudged_queries(
     assert (imp["impressions"] >= 1).all()
 
 
+def test_every_days_log_holds_pairs_no_human_judged_also_for_judged_queries(
+    frames: dict[str, pd.DataFrame],
+) -> None:
+    """What the teacher labels and the student distils from (make demo, the daily run) is not
+    only the judged pairs again: every day logs pairs no human judged, on judged queries too."""
+    judgments = frames["judgments"]
+    judged = set(zip(judgments["locale"], judgments["query"], judgments["item_id"], strict=True))
+    judged_queries = {(loc, q) for loc, q, _ in judged}
+    for _, day in frames["impressions"].groupby("date"):
+        pairs = set(zip(day["locale"], day["query"], day["item_id"], strict=True))
+        never = pairs - judged
+        assert len(never) >= len(pairs) // 4
+        assert sum((loc, q) in judged_queries for loc, q, _ in never) >= 20
+
+
 def test_christmas_grows_and_halloween_fades(frames: dict[str, pd.DataFrame]) -> None:
     imp = frames["impressions"].copy()
     imp["day"] = pd.to_datetime(imp["date"]).rank(method="dense").astype(int)

