@@ -48,7 +48,7 @@ demo: $(RUNTIME) ## the whole loop on the bundled sample (summary: runs/demo/sum
 lint: $(DEV) ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy src/searchrel components pipelines
+	$(BIN)/mypy src/searchrel
 
 format: $(DEV) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -60,14 +60,14 @@ test: tools lint ## the system tools, lint, then the whole test suite (starts th
 test-fast: tools $(DEV) ## the edit loop: the tests not marked slow (no model training or serving)
 	$(BIN)/pytest -m "not slow"
 
-compile: $(DEV) ## compile every KFP pipeline to pipelines/compiled/ with configs/cluster.yaml's label section (committed; CI checks it is fresh)
+compile: $(DEV) ## compile every KFP pipeline to src/searchrel/pipelines/compiled/ with configs/cluster.yaml's label section (committed; CI checks it is fresh)
 	$(BIN)/searchrel pipelines compile
 
 manifests: $(DEV) ## render manifests/base/prometheusrule.yaml from monitoring/prometheus/rules.yml
 	$(BIN)/python -m searchrel.prometheus_rule
 
 generated: compile manifests ## regenerate every committed generated file, then fail if any changed
-	git diff --exit-code -- pipelines/compiled manifests/base/prometheusrule.yaml
+	git diff --exit-code -- src/searchrel/pipelines/compiled manifests/base/prometheusrule.yaml
 
 clean: ## remove run outputs (keeps .venv)
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,7 @@
     python bench/captioning.py --model /models/blip-large --threads 0 --images 512 --batch-size 64
 
 Real BLIP weights cannot be downloaded here (no Hub access), so the models are randomly
-initialised BLIPs built from their config (``searchrel.captions.tiny``): ``tiny`` (the test
+initialised BLIPs built from their config (``tests/captions/tiny_blip.py``): ``tiny`` (the test
 model) and ``base`` (the layer sizes of Salesforce/blip-image-captioning-base: ViT-B/16 at
 384 px, a 12-layer BERT-base decoder). Speed depends on the shapes, not on the weights, as
 long as every caption has the same length: the generation config forces exactly
@@ -41,8 +41,8 @@ from searchrel.captions.base import LoadedImage  # noqa: E402
 from searchrel.captions.blip import BlipCaptioner  # noqa: E402
 from searchrel.captions.fetch import decode_image, image_sha256  # noqa: E402
 from searchrel.captions.job import CaptionOutputs, caption_items  # noqa: E402
-from searchrel.captions.tiny import build_tiny_blip  # noqa: E402
 from searchrel.config import CaptionConfig, load_config  # noqa: E402
+from tests.captions.tiny_blip import build_tiny_blip  # noqa: E402
 
 log = logging.getLogger("captioning")
 

@@ -37,14 +37,20 @@ from searchrel.config import DriftConfig, load_config, shared_dir  # noqa: E402
 from searchrel.data.crowdflower import CROWDFLOWER_LEVELS, find_crowdflower_csvs  # noqa: E402
 from searchrel.drift.decide import decide  # noqa: E402
 from searchrel.drift.report import run_drift  # noqa: E402
+from searchrel.drift.verdict import Signal  # noqa: E402
 from searchrel.features.embedder import Embedder  # noqa: E402
 from searchrel.features.pairs import PairFeaturizer, assemble_inputs  # noqa: E402
 from searchrel.features.store import ItemStore, build_item_store  # noqa: E402
 from searchrel.schema import SCALAR_FEATURES  # noqa: E402
+from searchrel.scores import expected_score  # noqa: E402
 from searchrel.student.dataset import FeatureRows  # noqa: E402
 from searchrel.student.train import fit_student  # noqa: E402
 
 K = CROWDFLOWER_LEVELS
+
+
+def _statistic(signal: Signal | None) -> float | None:
+    return signal.statistic if signal is not None else None
 
 
 def table(idx: np.ndarray, base: dict[str, Any], extra: dict[str, Any]) -> pa.Table:
@@ -127,7 +133,7 @@ def main() -> int:
 
     with torch.inference_mode():
         probs = net(torch.from_numpy(x)).numpy()
-    expected = (probs * np.arange(1, K + 1)).sum(axis=1).astype(np.float32)
+    expected = expected_score(probs.astype(np.float32))  # what the server logs
     reference = table(ref_idx, base, {"target": pa.array(onehot[ref_idx].tolist())})
 
     drift_cfg = DriftConfig(cooldown_hours=0)
@@ -145,8 +151,8 @@ def main() -> int:
                         "features": decision["features"],
                         "embeddings": decision["embeddings"],
                         "score": decision["score"],
-                        "drift_share": verdict["drift_share"],
-                        "embedding_auc": (verdict.get("embedding_drift") or {}).get("score"),
+                        "drift_share": _statistic(verdict.signal("features")),
+                        "embedding_auc": _statistic(verdict.signal("embeddings")),
                     }
                 )
                 print(kind, r, outcomes[kind][-1], flush=True)

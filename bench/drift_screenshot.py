@@ -84,7 +84,8 @@ def main() -> int:
             capture_output=True,
             timeout=180,
         )
-    print(args.out, "drift_detected:", verdict["drift_detected"], "share:", verdict["drift_share"])
+    share = verdict.details["drift_share"]
+    print(args.out, "drift_detected:", verdict.drift_detected, "share:", share)
     return 0
 
 

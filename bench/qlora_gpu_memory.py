@@ -7,7 +7,7 @@ here; memory and speed do not depend on their values) is saved in bf16, then loa
 the teacher's own ``build_teacher`` with ``quantize: 4bit`` (NF4 + double quantization,
 bf16 compute), LoRA r 16 on q/k/v/o, gradient checkpointing, and trained for a few AdamW
 steps on random token ids at each (batch, length). Peak ``torch.cuda.max_memory_allocated``
-per shape is set beside ``searchrel.teacher.memory``'s computed figure for the same shape.
+per shape is set beside ``bench/qlora_estimate.py``'s computed figure for the same shape.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
+from bench.qlora_estimate import LLAMA_3_8B, estimate_qlora_memory  # noqa: E402
 from searchrel.config import TeacherConfig  # noqa: E402
-from searchrel.teacher.memory import LLAMA_3_8B, estimate_qlora_memory  # noqa: E402
 from searchrel.teacher.model import build_teacher  # noqa: E402
 
 SHAPES = [(16, 256), (16, 512), (32, 512)]

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/qlora_memory.py
 
-Computed, not measured (no GPU here): `searchrel.teacher.memory` counts what bitsandbytes and
+Computed, not measured (no GPU here): `bench/qlora_estimate.py` counts what bitsandbytes and
 peft allocate (its weight and parameter counts are checked exactly against a small quantized
 Llama in tests/teacher/test_memory.py); activations follow a per-block tensor count.
 Writes bench/results/qlora_memory.json.
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
-from searchrel.teacher.memory import LLAMA_3_8B, estimate_qlora_memory  # noqa: E402
+from bench.qlora_estimate import LLAMA_3_8B, estimate_qlora_memory  # noqa: E402
 
 GRID = [(b, s) for s in (256, 512) for b in (8, 16, 32)]  # (batch, tokens per pair)
 LEVELS, LORA_R = 5, 16

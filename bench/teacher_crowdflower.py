@@ -70,8 +70,9 @@ from bench.crowdflower_folds import fold_specs as make_fold_specs  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 from searchrel.config import Config, DataConfig, load_config, shared_dir  # noqa: E402
 from searchrel.data.crowdflower import CROWDFLOWER_LEVELS, find_crowdflower_csvs  # noqa: E402
-from searchrel.metrics import evaluate, expected_score, fit_qwk_cutoffs  # noqa: E402
+from searchrel.metrics import evaluate, fit_qwk_cutoffs  # noqa: E402
 from searchrel.schema import JUDGMENTS  # noqa: E402
+from searchrel.scores import expected_score  # noqa: E402
 from searchrel.splits import split_of  # noqa: E402
 from searchrel.tables import write_table  # noqa: E402
 from searchrel.text import clean_text, field_text, tokenize  # noqa: E402

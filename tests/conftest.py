@@ -43,7 +43,7 @@ def tiny_source(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 @pytest.fixture(scope="session")
 def local_run(tiny_source: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The relevance-loop pipeline, run once by kfp.local's SubprocessRunner."""
-    from pipelines.run_local import run_local
+    from searchrel.pipelines.run_local import run_local
 
     root = tmp_path_factory.mktemp("pipeline_root")
     return run_local(source=str(tiny_source), config_path=TINY_CONFIG, pipeline_root=root)

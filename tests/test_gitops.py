@@ -106,7 +106,7 @@ def test_no_gate_decision_means_no_deploy_and_one_line_for_the_user(
 ) -> None:
     before = head(gitops_repo)
     proc = subprocess.run(
-        [sys.executable, "-m", "searchrel.gitops", "--model-uri", NEW_URI,
+        [sys.executable, "-m", "searchrel", "deploy", "--model-uri", NEW_URI,
          "--gate", str(tmp_path / "nowhere"), "--repo", str(gitops_repo), "--overlay", OVERLAY],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -118,7 +118,7 @@ def test_no_gate_decision_means_no_deploy_and_one_line_for_the_user(
 
 def test_the_cli_deploys_and_git_revert_rolls_back(gitops_repo: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "searchrel.gitops", "--model-uri", NEW_URI,
+        [sys.executable, "-m", "searchrel", "deploy", "--model-uri", NEW_URI,
          "--gate", str(gate_file(tmp_path, True).parent), "--repo", str(gitops_repo),
          "--overlay", OVERLAY],
         capture_output=True, text=True,

@@ -1,4 +1,7 @@
-"""Every metric of searchrel.metrics against hand-computed values (arithmetic in the comments)."""
+"""Every metric of searchrel.metrics against hand-computed values (arithmetic in the comments).
+
+scikit-learn computes AUROC, ROC curves, the confusion matrix, QWK and nDCG; these tests are the
+check that it agrees with the definitions (by hand, by formula, or by brute force)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import cohen_kappa_score, roc_auc_score, roc_curve
 
 from searchrel import metrics as m
 
@@ -21,11 +23,8 @@ LOG2_3 = math.log2(3)  # 1.5849625..., the discount denominator of rank 2
 # --------------------------------------------------------------------------------------------
 
 
-def test_expected_score_is_mean_level_and_argmax_tie_goes_low() -> None:
+def test_predicted_label_is_the_argmax_level_and_a_tie_goes_low() -> None:
     probs = [[0.2, 0.3, 0.5], [0.5, 0.5, 0.0]]
-    # row 0: 1*0.2 + 2*0.3 + 3*0.5 = 0.2 + 0.6 + 1.5 = 2.3
-    # row 1: 1*0.5 + 2*0.5 + 3*0.0 = 1.5
-    assert m.expected_score(probs) == pytest.approx([2.3, 1.5])
     # argmax + 1; the exact tie of row 1 goes to the lower level
     assert m.predicted_labels(probs).tolist() == [3, 1]
 
@@ -70,7 +69,7 @@ def test_qwk_perfect_agreement_is_one() -> None:
     assert m.quadratic_weighted_kappa([1, 2, 3, 4, 4], [1, 2, 3, 4, 4], levels=4) == 1.0
 
 
-def test_qwk_3x3_matches_hand_arithmetic_and_sklearn() -> None:
+def test_qwk_3x3_matches_hand_arithmetic() -> None:
     y_true, y_pred = [1, 2, 3, 3], [1, 3, 3, 2]
     # O (rows truth): O[0,0]=1, O[1,2]=1, O[2,2]=1, O[2,1]=1
     # W = (i-j)^2 / (K-1)^2 = (i-j)^2 / 4: W[1,2] = W[2,1] = 1/4, W[0,2] = W[2,0] = 1
@@ -81,22 +80,38 @@ def test_qwk_3x3_matches_hand_arithmetic_and_sklearn() -> None:
     # kappa = 1 - 0.5 / 1.375 = 1 - 4/11 = 7/11
     kappa = m.quadratic_weighted_kappa(y_true, y_pred, levels=3)
     assert kappa == pytest.approx(7 / 11)
-    assert kappa == pytest.approx(cohen_kappa_score(y_true, y_pred, weights="quadratic"))
 
 
-def test_qwk_matches_sklearn_on_random_data() -> None:
+def qwk_formula(y_true: list[int] | np.ndarray, y_pred: list[int] | np.ndarray, k: int) -> float:
+    """1 - sum(W * O) / sum(W * E), W = (i - j)^2 / (K - 1)^2, E = outer(rows, columns) / n."""
+    idx = np.arange(k)
+    weights = (idx[:, None] - idx[None, :]) ** 2 / (k - 1) ** 2
+    observed = np.zeros((k, k))
+    for t, p in zip(y_true, y_pred, strict=True):
+        observed[t - 1, p - 1] += 1
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
+    return float(1 - (weights * observed).sum() / (weights * expected).sum())
+
+
+def test_qwk_matches_its_formula_on_random_data() -> None:
     rng = np.random.default_rng(0)
     for _ in range(20):
         y_true = rng.integers(1, 6, size=200)
         y_pred = np.clip(y_true + rng.integers(-2, 3, size=200), 1, 5)
         ours = m.quadratic_weighted_kappa(y_true, y_pred, levels=5)
-        ref = cohen_kappa_score(y_true, y_pred, weights="quadratic", labels=[1, 2, 3, 4, 5])
-        assert ours == pytest.approx(ref)
+        assert ours == pytest.approx(qwk_formula(y_true, y_pred, 5))
 
 
 def test_qwk_undefined_when_both_raters_constant() -> None:
     # E has all its mass on (2, 2) where W = 0: 0/0
     assert m.quadratic_weighted_kappa([2, 2, 2], [2, 2, 2], levels=3) is None
+    # constant on different levels: O = E, so kappa = 1 - 1 = 0 (defined)
+    assert m.quadratic_weighted_kappa([1, 1, 1], [2, 2, 2], levels=3) == 0.0
+
+
+def test_no_rows_count_nothing_and_have_no_kappa() -> None:
+    assert m.confusion_matrix([], [], levels=3).tolist() == [[0, 0, 0]] * 3
+    assert m.quadratic_weighted_kappa([], [], levels=3) is None
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,7 +128,6 @@ def test_auroc_counts_tied_pairs_as_half_a_win() -> None:
     # midranks: 0.2 -> 1, 0.5 0.5 -> 2.5, 0.8 -> 4, 0.9 -> 5; R_pos = 4 + 2.5 = 6.5
     # (6.5 - 2*3/2) / 6 = 3.5 / 6
     assert m.auroc(positive, scores) == pytest.approx(7 / 12)
-    assert m.auroc(positive, scores) == pytest.approx(roc_auc_score(positive, scores))
 
 
 def test_auroc_perfect_reversed_constant_and_one_class() -> None:
@@ -129,14 +143,20 @@ def test_auroc_float_noise_is_a_tie() -> None:
     assert m.auroc([1, 0], [0.1 + 0.2, 0.3]) == 0.5
 
 
+def pairwise_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """Every (positive, negative) pair: a win is 1, a tie half."""
+    pos, neg = scores[positive][:, None], scores[~positive][None, :]
+    return float(((pos > neg) + 0.5 * (pos == neg)).mean())
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_auroc_matches_sklearn_on_random_data(seed: int) -> None:
+def test_auroc_is_the_share_of_pairs_won_on_random_data(seed: int) -> None:
     rng = np.random.default_rng(seed)
     positive = rng.random(500) < 0.3
     continuous = rng.random(500) + 0.2 * positive
-    assert m.auroc(positive, continuous) == pytest.approx(roc_auc_score(positive, continuous))
+    assert m.auroc(positive, continuous) == pytest.approx(pairwise_auc(positive, continuous))
     coarse = np.round(continuous, 1)  # heavy ties
-    assert m.auroc(positive, coarse) == pytest.approx(roc_auc_score(positive, coarse))
+    assert m.auroc(positive, coarse) == pytest.approx(pairwise_auc(positive, coarse))
 
 
 def test_roc_curve_steps_diagonally_through_ties_and_its_area_is_auroc() -> None:
@@ -159,15 +179,17 @@ def test_roc_curve_steps_diagonally_through_ties_and_its_area_is_auroc() -> None
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_roc_curve_matches_sklearn_and_area_equals_auroc(seed: int) -> None:
+def test_roc_curve_has_a_point_per_threshold_and_its_area_is_auroc(seed: int) -> None:
     rng = np.random.default_rng(seed)
     positive = rng.random(300) < 0.4
     scores = np.round(rng.random(300) + 0.3 * positive, 1)  # heavy ties
     curve = m.roc_curve(positive, scores)
     assert curve is not None
-    fpr, tpr, _ = roc_curve(positive, scores, drop_intermediate=False)
-    assert curve.fpr == pytest.approx(fpr)
-    assert curve.tpr == pytest.approx(tpr)
+    # at each distinct score t, descending: the shares of positives and negatives with >= t
+    thresholds = np.unique(scores)[::-1]
+    assert curve.thresholds.tolist() == [math.inf, *thresholds.tolist()]
+    assert curve.tpr == pytest.approx([0, *[(scores[positive] >= t).mean() for t in thresholds]])
+    assert curve.fpr == pytest.approx([0, *[(scores[~positive] >= t).mean() for t in thresholds]])
     assert np.trapezoid(curve.tpr, curve.fpr) == pytest.approx(m.auroc(positive, scores))
 
 
@@ -251,6 +273,7 @@ def test_ndcg_single_level_query_is_undefined() -> None:
     assert m.ndcg_at_k([2, 2, 2], [0.1, 0.5, 0.9]) is None
     assert m.ndcg_at_k([1, 1], [0.1, 0.5]) is None  # ideal DCG 0
     assert m.ndcg_at_k([4], [0.3]) is None
+    assert m.ndcg_at_k([], []) is None
 
 
 def test_mean_ndcg_over_query_locale_groups_skips_single_level() -> None:
@@ -370,11 +393,6 @@ def test_evaluate_matches_hand_computed_metrics() -> None:
     #      sum W*E = (.25*4 + 1*4 + .25*9 + .25*6 + 1*6 + .25*4) / 7 = 15.75 / 7 = 2.25
     #      kappa = 1 - 2.25 / 2.25 = 0
     assert out["qwk"] == pytest.approx(0.0, abs=1e-12)
-    labels = [r[2] for r in ROWS]
-    preds = [3, 1, 2, 2, 1, 3, 1]
-    assert out["qwk"] == pytest.approx(
-        cohen_kappa_score(labels, preds, weights="quadratic"), abs=1e-12
-    )
     # (2.6 + 1.5 + 2.1 + 2.0 + 1.7 + 2.4 + 1.4) / 7 = 13.7 / 7
     assert out["mean_expected_score"] == pytest.approx(13.7 / 7)
     assert out["label_distribution"] == {"1": 2, "2": 3, "3": 2}
@@ -561,9 +579,7 @@ def test_evaluate_with_cutoffs_decodes_the_expected_score() -> None:
     # E = 2.6 1.5 2.1 2.0 1.7 2.4 1.4 -> 3 1 3 2 2 3 1; truth 3 1 2 2 2 1 3 -> rows 0,1,3,4 right
     decoded = [3, 1, 3, 2, 2, 3, 1]
     assert out["accuracy_cutoffs"] == pytest.approx(4 / 7)
-    assert out["qwk_cutoffs"] == pytest.approx(
-        cohen_kappa_score(labels, decoded, weights="quadratic")
-    )
+    assert out["qwk_cutoffs"] == pytest.approx(qwk_formula(labels, decoded, 3))
     assert out["predicted_distribution_cutoffs"] == {"1": 2, "2": 2, "3": 3}
     assert out["cutoffs"] == [1.6, 2.05]
     assert out["accuracy"] == pytest.approx(4 / 7)  # the argmax metrics stay as they were

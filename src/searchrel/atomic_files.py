@@ -7,9 +7,14 @@ all of them.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 TMP_MARK = ".tmp-"  # in the names of temporaries, so a sweep can find what a kill left behind
 
@@ -38,6 +43,30 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
 
 def write_text_atomic(path: Path, text: str) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> str:
+    """Write a Parquet file via a temporary file and a rename; returns the file's sha256."""
+    digest = ""
+
+    def write(tmp: Path) -> None:
+        nonlocal digest
+        pq.write_table(table, tmp)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+
+    write_atomic(path, write)
+    return digest
+
+
+def copy_atomic(src: Path, path: Path) -> Path:
+    """Copy ``src`` to ``path`` (contents and times) as the writers above write: a reader, or
+    a run after a crash, sees the old file or the whole new one, never part of it."""
+
+    def write(tmp: Path) -> None:
+        shutil.copyfile(src, tmp)
+        shutil.copystat(src, tmp)
+
+    return write_atomic(path, write)
 
 
 def remove_temporaries(directory: Path) -> int:

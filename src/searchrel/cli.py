@@ -1,5 +1,5 @@
-"""The `searchrel` command line. Every stage is a subcommand; the `python -m` entry of each
-stage module calls into this same app, so both spellings behave identically.
+"""The `searchrel` command line (also `python -m searchrel`): every stage is a subcommand, and
+the KFP components run these same commands.
 
 A mistake of the user's (a missing file, a bad config key, a table with the wrong columns)
 is reported in one line and exit code 2, not a traceback.
@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from searchrel.checkout import NotACheckoutError
 from searchrel.config import Config, ConfigError, load_config
-from searchrel.repo import NotACheckoutError, ensure_pipelines_importable
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -170,7 +170,7 @@ def label_cmd(
 ) -> None:
     """Label the logged impressions with soft labels, by shard; a rerun resumes."""
     from searchrel.config import load_config
-    from searchrel.teacher.label import label_impressions
+    from searchrel.labeling.job import label_impressions
 
     overrides: dict[str, Any] = {"label": {}, "judge": {}}
     if shards is not None:
@@ -201,7 +201,7 @@ def label_collect_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Gather the shard outputs of a fanned-out labeling run; fail if any shard is missing."""
-    from searchrel.teacher.collect import collect_shards
+    from searchrel.labeling.collect import collect_shards
 
     _print(collect_shards(shard_dir, out, pushgateway=_cfg(config).label.pushgateway))
 
@@ -396,14 +396,13 @@ def drift_cmd(
 
     cfg = _cfg(config)
     if submit_host:  # check the run's parameters before the (minutes-long) drift job
-        ensure_pipelines_importable()
-        from pipelines.submit import package, parse_params, pipeline_arguments
+        from searchrel.pipelines.submit import package, parse_params, pipeline_arguments
 
         params = parse_params(param or [])
         pipeline_arguments(package("daily_distillation"), params, _config_yaml(config))
     result = drift_job(reference, requests, out, cfg, state)
     if submit_host and result["decision"]["relabel"]:
-        from pipelines.submit import submit
+        from searchrel.pipelines.submit import submit
 
         result["submitted"] = submit(
             submit_host, "daily_distillation", params, _config_yaml(config), namespace=namespace
@@ -438,13 +437,11 @@ def pipelines_compile_cmd(
         Path | None, typer.Option(help="YAML whose label section (shards, backend) is compiled in")
     ] = None,
 ) -> None:
-    """Compile every pipeline to KFP IR YAML (default: the committed pipelines/compiled/, with
-    configs/cluster.yaml's label shards and backend)."""
-    ensure_pipelines_importable()
-    from pipelines.catalog import COMPILED_DIR, cluster_label_config, compile_all
+    """Compile every pipeline to KFP IR YAML (default: the committed
+    src/searchrel/pipelines/compiled/, with configs/cluster.yaml's label shards and backend)."""
+    from searchrel.pipelines.catalog import COMPILED_DIR, cluster_label_config, compile_all
 
-    label = cluster_label_config(config) if config else None
-    for path in compile_all(out_dir or COMPILED_DIR, label=label):
+    for path in compile_all(out_dir or COMPILED_DIR, label=cluster_label_config(config)):
         typer.echo(path)
 
 
@@ -459,9 +456,8 @@ def pipelines_run_cmd(
     """Run a pipeline here, every step a subprocess (on a cluster: `pipelines submit`)."""
     if not local:
         raise typer.BadParameter("use --local here, or `searchrel pipelines submit` for a cluster")
-    ensure_pipelines_importable()
-    from pipelines.run_local import run_pipeline_local
-    from pipelines.submit import parse_params
+    from searchrel.pipelines.run_local import run_pipeline_local
+    from searchrel.pipelines.submit import parse_params
 
     params = parse_params(param or [])
     _print(run_pipeline_local(pipeline, params, config, root))
@@ -478,8 +474,7 @@ def pipelines_submit_cmd(
     service_account: ServiceAccountOpt = "searchrel-pipeline-runner",
 ) -> None:
     """Start one run of a compiled pipeline on a Kubeflow Pipelines cluster."""
-    ensure_pipelines_importable()
-    from pipelines.submit import parse_params, submit
+    from searchrel.pipelines.submit import parse_params, submit
 
     params = parse_params(param or [])
     _print(submit(host, pipeline, params, _config_yaml(config), experiment, namespace,
@@ -498,8 +493,7 @@ def pipelines_schedule_cmd(
     service_account: ServiceAccountOpt = "searchrel-pipeline-runner",
 ) -> None:
     """Create a recurring run (at most one at a time, no catch-up) of a compiled pipeline."""
-    ensure_pipelines_importable()
-    from pipelines.submit import check_cron, parse_params, schedule
+    from searchrel.pipelines.submit import check_cron, parse_params, schedule
 
     check_cron(cron)  # before anything is read or contacted
     params = parse_params(param or [])
@@ -513,7 +507,6 @@ def demo_cmd(
     config: Annotated[Path, typer.Option(help="YAML config")] = Path("configs/local.yaml"),
 ) -> None:
     """The whole loop on the bundled sample: pipeline, serving, requests, drift, summary."""
-    ensure_pipelines_importable()
     from searchrel.demo import run_demo
 
     run_demo(out, config)
@@ -528,11 +521,6 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from searchrel.tables import ContractError
 
     return (*USER_ERRORS, ContractError, ModelSourceError, DeployError)
-
-
-def module_main(*command: str) -> None:
-    """Run one subcommand as a `python -m searchrel.<module>` entry point."""
-    main([*command, *sys.argv[1:]])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -158,13 +158,16 @@ class ServeConfig(Strict):
     request_log_url: str = ""  # CloudEvents sink for the request log (cluster); "": the directory
 
 
+DriftSignal = Literal["features", "embeddings", "score"]  # the signals a drift verdict carries
+
+
 class DriftConfig(Strict):
     min_window: int = 100  # fewest served rows before a verdict is given
     window_hours: float = Field(24.0, ge=0)  # served rows this recent (vs the log's newest); 0: all
     drift_share: float = Field(0.3, gt=0, le=1)  # share of drifted feature columns that means drift
     stattest_threshold: float = 0.05  # p-value (or distance) threshold of the per-column tests
     embedding_drift: bool = True  # also run Evidently's EmbeddingsDrift on query embeddings
-    trigger_on: list[Literal["features", "embeddings", "score"]] = [  # signals that relabel
+    trigger_on: list[DriftSignal] = [  # signals that relabel
         "features",
         "embeddings",
     ]
@@ -209,9 +212,6 @@ class Config(Strict):
     deploy: DeployConfig = DeployConfig()
 
 
-ProfileName = Literal["local", "cluster", "tiny"]
-
-
 class ConfigError(ValueError):
     """A config file that cannot be used; the message is one line for the user."""
 
@@ -250,6 +250,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def dump_config(cfg: Config) -> str:
+    """The config as YAML that ``load_config`` reads back."""
     return yaml.safe_dump(cfg.model_dump(), sort_keys=False)
 
 

@@ -64,7 +64,7 @@ def start_server(
     student_dir: Path, config: Path, port: int, request_log: Path, log_file: Path
 ) -> subprocess.Popen[bytes]:
     cmd = [
-        sys.executable, "-m", "searchrel.serving.server",
+        sys.executable, "-m", "searchrel", "serve",
         "--model-dir", str(student_dir),
         "--host", "127.0.0.1",
         "--port", str(port),
@@ -262,10 +262,10 @@ def run_demo(out: Path, config: Path, console: Console | None = None) -> dict[st
 
 def _run_steps(out: Path, config: Path, log_path: Path, steps: StepConsole) -> dict[str, Any]:
     # Imported here, inside the log's redirection: their import-time warnings go to the log.
-    from pipelines.run_local import run_local  # the pipeline lives beside the package
     from searchrel.data.sample import build_sample
     from searchrel.demo_daily import run_daily
     from searchrel.drift.job import drift_job
+    from searchrel.pipelines.run_local import run_local
 
     started = time.perf_counter()
     cfg = load_config(config)

@@ -18,9 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
+from searchrel.checkout import checkout_path
 from searchrel.config import DeployConfig
 from searchrel.gitops import MODEL_FILE, served_uri, write_model_uri
-from searchrel.repo import repository_root
 
 if TYPE_CHECKING:
     from searchrel.demo_console import StepConsole
@@ -40,7 +40,7 @@ def seed_gitops_repo(out: Path, served_student: Path) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     _git(out, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
     _git(out, "clone", "--quiet", str(bare), str(seed))
-    shutil.copytree(repository_root() / "manifests", seed / "manifests")
+    shutil.copytree(checkout_path("manifests"), seed / "manifests")
     write_model_uri(seed / OVERLAY / MODEL_FILE, str(served_student))
     _git(seed, "add", "manifests")
     _git(seed, "commit", "--quiet", "-m", "serve the relevance loop's student")
@@ -69,7 +69,7 @@ def run_daily(
     served_student: Path,
     steps: StepConsole | None = None,
 ) -> dict[str, Any]:
-    from pipelines.run_local import run_pipeline_local
+    from searchrel.pipelines.run_local import run_pipeline_local
 
     step: AbstractContextManager[dict[str, str]] = (
         steps.step("GitOps repository") if steps else nullcontext({})

@@ -211,9 +211,3 @@ def _push(git: Git, cfg: DeployConfig) -> None:
         log.warning("push rejected (attempt %d): rebasing on the new %s", attempt, cfg.branch)
         git("pull", "--quiet", "--rebase", "origin", cfg.branch)
     raise DeployError(f"push to {cfg.repo} {cfg.branch} rejected {cfg.push_attempts} times")
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("deploy")

@@ -1,5 +1,10 @@
 """Evaluation metrics shared by the teacher and the student: one module, one set of definitions.
 
+scikit-learn computes what it has (AUROC, ROC curves, the confusion matrix, quadratic weighted
+kappa, nDCG with tie-averaged gains); this module fixes the conventions around it and adds what
+no library has: grouping rows into queries, precision@k per locale with ties counted by
+expectation, and QWK-fitted cutoffs on the expected score.
+
 Both models emit a probability distribution over the graded relevance levels ``1..K`` (level 1
 first). Every metric here is computed from those probabilities, the true labels and the
 ``(query, locale)`` group of each row, so that a teacher-vs-student comparison can never differ
@@ -8,8 +13,8 @@ merely because two code paths defined a metric differently.
 Conventions (each function's docstring says why):
 
 * Predicted label = ``argmax(probs) + 1`` (first level wins an exact tie, as ``np.argmax`` does).
-* Ranking score = expected level ``sum_k k * p_k``: it uses the whole distribution, so two items
-  with the same argmax are still ordered by how confident the model is.
+* Ranking score = expected level ``sum_k k * p_k`` (``searchrel.scores``): it uses the whole
+  distribution, so two items with the same argmax are still ordered by how confident the model is.
 * A query is the pair ``(query, locale)``: the same query text in two locales is two queries.
 * Ties in a ranking score are scored by their *expectation under random tie-breaking*, never by
   input order, so a metric cannot be gamed (or hurt) by how rows happen to be sorted. Scores are
@@ -26,10 +31,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
+from sklearn import metrics as sk
+
+from searchrel.scores import expected_score
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 # Scores equal to this many decimals are a tie (absorbs float noise of summed probabilities).
 SCORE_DECIMALS = 9
@@ -102,18 +109,6 @@ def default_relevant_level(levels: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def expected_score(probs: ArrayLike) -> FloatArray:
-    """Expected relevance level ``sum_k k * p_k`` per row (levels numbered from 1).
-
-    This is the ranking score of every ranking metric here: unlike the argmax it is continuous,
-    so it orders items within a predicted grade by the model's confidence.
-    """
-    arr = np.asarray(probs, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"probs must be 2-D, got shape {arr.shape}")
-    return arr @ np.arange(1, arr.shape[1] + 1, dtype=np.float64)
-
-
 def predicted_labels(probs: ArrayLike) -> IntArray:
     """Argmax level per row, numbered from 1; an exact tie goes to the lower level."""
     arr = np.asarray(probs, dtype=np.float64)
@@ -157,8 +152,10 @@ def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, levels: int) -> IntAr
     p = _labels(y_pred, levels, name="y_pred")
     if t.shape != p.shape:
         raise ValueError(f"y_true and y_pred differ in length: {t.size} vs {p.size}")
-    flat = (t - 1) * levels + (p - 1)
-    return np.bincount(flat, minlength=levels * levels).reshape(levels, levels).astype(np.int64)
+    if t.size == 0:  # scikit-learn refuses empty input; no rows count nothing
+        return np.zeros((levels, levels), dtype=np.int64)
+    counts = sk.confusion_matrix(t, p, labels=np.arange(1, levels + 1))
+    return np.asarray(counts, dtype=np.int64)
 
 
 def quadratic_weighted_kappa(y_true: ArrayLike, y_pred: ArrayLike, levels: int) -> float | None:
@@ -168,20 +165,19 @@ def quadratic_weighted_kappa(y_true: ArrayLike, y_pred: ArrayLike, levels: int) 
     weights charge the squared distance between grades, and the chance correction (expected
     disagreement from the two marginals) keeps a model that always predicts the majority grade
     near 0. ``kappa = 1 - sum(W * O) / sum(W * E)`` with ``O`` the confusion matrix and
-    ``E = outer(row totals, column totals) / n``. Returns None when chance disagreement is 0
-    (both raters constant on the same level), where kappa is 0/0.
+    ``E = outer(row totals, column totals) / n`` (scikit-learn's ``cohen_kappa_score``). Returns
+    None for no rows, and when chance disagreement is 0 (both raters constant on the same
+    level), where kappa is 0/0.
     """
-    observed = confusion_matrix(y_true, y_pred, levels).astype(np.float64)
-    n = observed.sum()
-    if n == 0:
+    _check_levels(levels)
+    t = _labels(y_true, levels)
+    p = _labels(y_pred, levels, name="y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {t.size} vs {p.size}")
+    if t.size == 0 or np.unique(np.r_[t, p]).size == 1:
         return None
-    idx = np.arange(levels, dtype=np.float64)
-    weights = (idx[:, None] - idx[None, :]) ** 2 / (levels - 1) ** 2
-    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / n
-    denom = float((weights * expected).sum())
-    if denom == 0.0:
-        return None
-    return float(1.0 - (weights * observed).sum() / denom)
+    labels = np.arange(1, levels + 1)
+    return float(sk.cohen_kappa_score(t, p, labels=labels, weights="quadratic"))
 
 
 def labels_from_cutoffs(scores: ArrayLike, cutoffs: ArrayLike) -> IntArray:
@@ -243,20 +239,6 @@ def fit_qwk_cutoffs(
     return cut
 
 
-def _midranks(values: FloatArray) -> FloatArray:
-    """1-based ranks with ties given the mean of the ranks they span (as scipy's rankdata)."""
-    order = np.argsort(values, kind="stable")
-    sorted_vals = values[order]
-    n = values.size
-    # Start of each run of equal values in sorted order.
-    starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
-    ends = np.r_[starts[1:], n]  # exclusive
-    run_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 .. ends
-    ranks = np.empty(n, dtype=np.float64)
-    ranks[order] = np.repeat(run_rank, ends - starts)
-    return ranks
-
-
 def _binary_inputs(
     positive: ArrayLike, scores: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray, int, int] | None:
@@ -274,20 +256,17 @@ def _binary_inputs(
 
 
 def auroc(positive: ArrayLike, scores: ArrayLike) -> float | None:
-    """Area under the ROC curve via the Mann–Whitney U statistic; None with one class only.
+    """Area under the ROC curve (scikit-learn's ``roc_auc_score``); None with one class only.
 
-    ``AUC = (R_pos - n_pos (n_pos + 1) / 2) / (n_pos * n_neg)`` where ``R_pos`` is the sum of
-    the midranks of the positives. Midranks count a positive/negative pair with equal scores
-    as half a win, which is exactly the area under the ROC curve with tied points joined by a
-    straight line (what sklearn's ``roc_auc_score`` reports). Scores are rounded to
-    ``SCORE_DECIMALS`` first so float noise does not split a tie.
+    Tied points are joined by a straight line, so a positive/negative pair with equal scores
+    counts as half a win (the Mann-Whitney U statistic over ``n_pos * n_neg``). Scores are
+    rounded to ``SCORE_DECIMALS`` first so float noise does not split a tie.
     """
     binary = _binary_inputs(positive, scores)
     if binary is None:
         return None
-    pos, s, n_pos, n_neg = binary
-    r_pos = float(_midranks(s)[pos].sum())
-    return (r_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    pos, s, _, _ = binary
+    return float(sk.roc_auc_score(pos, s))
 
 
 class RocCurve(NamedTuple):
@@ -297,7 +276,8 @@ class RocCurve(NamedTuple):
 
 
 def roc_curve(positive: ArrayLike, scores: ArrayLike) -> RocCurve | None:
-    """ROC points at every distinct score (descending); None with one class only.
+    """ROC points at every distinct score, descending (scikit-learn's ``roc_curve``, every
+    point kept); None with one class only.
 
     One point per distinct (rounded) score, so a run of tied scores is one diagonal step: the
     straight line through tied points that gives a tied positive/negative pair half a win.
@@ -307,17 +287,12 @@ def roc_curve(positive: ArrayLike, scores: ArrayLike) -> RocCurve | None:
     binary = _binary_inputs(positive, scores)
     if binary is None:
         return None
-    pos, s, n_pos, n_neg = binary
-    order = np.argsort(-s, kind="stable")
-    sorted_vals = s[order]
-    # Last position of each run of equal scores: every item up to it is predicted positive.
-    run_ends = np.flatnonzero(np.r_[sorted_vals[1:] != sorted_vals[:-1], True])
-    tps = np.cumsum(pos[order])[run_ends].astype(np.float64)
-    fps = (run_ends + 1).astype(np.float64) - tps
+    pos, s, _, _ = binary
+    fpr, tpr, thresholds = sk.roc_curve(pos, s, drop_intermediate=False)
     return RocCurve(
-        fpr=np.r_[0.0, fps / n_neg],
-        tpr=np.r_[0.0, tps / n_pos],
-        thresholds=np.r_[np.inf, sorted_vals[run_ends]],
+        fpr=np.asarray(fpr, dtype=np.float64),
+        tpr=np.asarray(tpr, dtype=np.float64),
+        thresholds=np.asarray(thresholds, dtype=np.float64),
     )
 
 
@@ -361,21 +336,16 @@ def gain(labels: ArrayLike) -> FloatArray:
     return np.exp2(_labels(labels).astype(np.float64) - 1.0) - 1.0
 
 
-def _discounts(n: int, k: int) -> FloatArray:
-    """``1 / log2(rank + 1)`` for ranks 1..n, zero past rank k (the cut-off)."""
-    ranks = np.arange(1, n + 1, dtype=np.float64)
-    return np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
-
-
 def ndcg_at_k(labels: ArrayLike, scores: ArrayLike, k: int = NDCG_K) -> float | None:
     """nDCG@k of one query's items, ranked by ``scores`` (descending); None if all labels equal.
 
     ``DCG@k = sum_{rank <= k} gain(label) / log2(rank + 1)`` with ``gain`` =
-    ``2^(label - 1) - 1``; normalised by the DCG@k of the items sorted by true label.
-    Ties in ``scores`` are scored as the expected DCG over all orders of the tied items (each
-    equally likely), so input order never matters and a constant score earns the average of
-    all rankings. A query whose items all share one label carries no ranking signal (every
-    order is ideal, or the ideal DCG is 0), so it is undefined here and skipped in the mean.
+    ``2^(label - 1) - 1``; normalised by the DCG@k of the items sorted by true label
+    (scikit-learn's ``ndcg_score`` over the gains). Ties in ``scores`` are scored as the
+    expected DCG over all orders of the tied items (each equally likely), so input order never
+    matters and a constant score earns the average of all rankings. A query whose items all
+    share one label carries no ranking signal (every order is ideal, or the ideal DCG is 0), so
+    it is undefined here and skipped in the mean.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -383,12 +353,10 @@ def ndcg_at_k(labels: ArrayLike, scores: ArrayLike, k: int = NDCG_K) -> float | 
     s = _scores(scores, lab.size)
     if lab.size == 0 or np.all(lab == lab[0]):
         return None
-    g = gain(lab)
-    disc = _discounts(lab.size, k)
-    ideal = float(np.dot(np.sort(g)[::-1], disc))
-    if ideal == 0.0:  # only possible with labels below 1; kept for safety
-        return None
-    return _expected_at_positions(g, s, disc) / ideal
+    if lab.min() < 1:
+        raise ValueError(f"labels must be levels numbered from 1, got {lab.min()}")
+    rounded = np.round(s, SCORE_DECIMALS)  # float noise does not split a tie
+    return float(sk.ndcg_score(gain(lab)[None, :], rounded[None, :], k=k))
 
 
 def precision_at_k(relevant: ArrayLike, scores: ArrayLike, k: int = PRECISION_K) -> float:
@@ -655,7 +623,6 @@ __all__ = [
     "confusion_matrix",
     "default_relevant_level",
     "evaluate",
-    "expected_score",
     "gain",
     "mean_ndcg_at_k",
     "ndcg_at_k",

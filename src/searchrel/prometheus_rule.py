@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from searchrel.repo import repository_root
+from searchrel.checkout import checkout_path
 
 RULES = Path("monitoring/prometheus/rules.yml")
 MANIFEST = Path("manifests/base/prometheusrule.yaml")
@@ -47,9 +47,8 @@ def render(rules_text: str) -> str:
 
 
 def main() -> None:
-    root = repository_root()
-    text = render((root / RULES).read_text(encoding="utf-8"))
-    (root / MANIFEST).write_text(text, encoding="utf-8")
+    text = render(checkout_path(RULES).read_text(encoding="utf-8"))
+    checkout_path(MANIFEST).write_text(text, encoding="utf-8")
     sys.stdout.write(f"{MANIFEST}\n")
 
 

@@ -99,7 +99,7 @@ def _dumps(value: Any) -> str:
         return json.dumps(_strict(value), **_JSON_ARGS)
 
 
-def _encode_rows(rows: list[dict[str, Any]]) -> list[str]:
+def encode_rows(rows: list[dict[str, Any]]) -> list[str]:
     """One JSON line per row, with one ``json.dumps`` per row for its scalars; a list shared by
     several rows (the query embedding is the same for every item of a request) is encoded once.
     A row without ``ts`` gets the time it was logged."""
@@ -192,7 +192,7 @@ class RequestLogger:
                 self.rows_skipped += len(rows)
             return False
         try:
-            lines = _encode_rows(rows)  # outside the lock: the costly part
+            lines = encode_rows(rows)  # outside the lock: the costly part
         except (TypeError, ValueError) as exc:  # e.g. a key that is not a string
             with self._lock:
                 self.rows_failed += len(rows)

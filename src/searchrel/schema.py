@@ -35,7 +35,6 @@ SCALAR_FEATURES: tuple[str, ...] = (
     "item_closeup_rate",
     "item_log_impressions",
 )
-EMBEDDING_DIM_FIELD = "embedding_dim"
 
 _str = pa.string()
 _f32 = pa.float32()

@@ -10,8 +10,6 @@ import hashlib
 
 from searchrel.config import DataConfig
 
-SPLITS = ("train", "val", "test")
-
 
 def query_key(query: str) -> str:
     return " ".join(query.lower().split())

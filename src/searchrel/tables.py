@@ -332,7 +332,3 @@ def write_quarantine(quarantine: pa.Table, path: str | Path) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(quarantine, out)
-
-
-def concat_quarantine(parts: list[pa.Table]) -> pa.Table:
-    return pa.concat_tables(parts) if parts else QUARANTINE_SCHEMA.empty_table()

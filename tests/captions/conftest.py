@@ -18,7 +18,7 @@ from tests.captions.helpers import MAX_BYTES, SLOW_S, Images, ImageServer
 
 @pytest.fixture(scope="session")
 def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from searchrel.captions.tiny import build_tiny_blip
+    from tests.captions.tiny_blip import build_tiny_blip
 
     return build_tiny_blip(tmp_path_factory.mktemp("tiny_blip"))
 

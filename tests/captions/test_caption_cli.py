@@ -1,5 +1,5 @@
 """`searchrel caption` and the KFP component: the same job through the command line and through
-`python -m searchrel.captions.job`; a user's mistake is one line and exit code 2."""
+`python -m searchrel caption`; a user's mistake is one line and exit code 2."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_a_missing_items_file_is_one_line(
 def test_the_kfp_component_runs_the_job_as_python_m(
     images: Images, tiny_blip: Path, tmp_path: Path
 ) -> None:
-    from components.captions import caption_items
+    from searchrel.components.captions import caption_items
 
     items = write_items(images, tmp_path / "items.parquet")
     config_yaml = f"captions:\n  model: {tiny_blip}\n  max_image_bytes: {MAX_BYTES}\n"
@@ -111,7 +111,7 @@ def test_the_kfp_component_runs_the_job_as_python_m(
 def test_the_component_compiles_with_its_inputs_and_outputs() -> None:
     from kfp import dsl
 
-    from components.captions import caption_items
+    from searchrel.components.captions import caption_items
 
     spec = dsl.component(caption_items, base_image="searchrel:test").component_spec
     assert set(spec.inputs) == {"items", "config_yaml", "cache_dir"}

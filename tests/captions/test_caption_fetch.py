@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 import fsspec
 import pytest
@@ -16,6 +17,7 @@ from searchrel.captions.fetch import (
     fetch_images,
     image_sha256,
     read_image_bytes,
+    resolve_image_uri,
 )
 from searchrel.config import CaptionConfig
 from tests.captions.helpers import HTTP_TIMEOUT_S, MAX_BYTES, SLOW_S, Images, ImageServer
@@ -130,3 +132,13 @@ def test_the_cache_key_is_the_hash_of_the_bytes_not_the_name(images: Images) -> 
     assert image_sha256(images.coffee_jpg.read_bytes()) != image_sha256(
         images.chelsea_jpg.read_bytes()
     )
+
+
+def test_resolve_image_uri_forms(tmp_path: Path) -> None:
+    image = tmp_path / "a b.png"
+    assert resolve_image_uri(str(image)) == image
+    assert resolve_image_uri(image.as_uri()) == image
+    assert resolve_image_uri("skimage://coffee.png").name == "coffee.png"
+    for bad in ("skimage://../secrets", "skimage://", "https://example.com/x.png"):
+        with pytest.raises(ValueError):
+            resolve_image_uri(bad)

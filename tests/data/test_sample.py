@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from searchrel.captions.fetch import resolve_image_uri
 from searchrel.data.sample import (
     SAMPLE_LEVELS,
     Spec,
@@ -18,7 +19,6 @@ from searchrel.data.sample import (
     load_catalog,
     rate,
     relevance,
-    resolve_image_uri,
 )
 from searchrel.tables import read_table
 
@@ -128,16 +128,6 @@ def test_skimage_image_uris_resolve_to_existing_files(frames: dict[str, pd.DataF
     assert coffee["caption"].str.contains("coffee").all()
     cat = with_images[with_images["image_uri"] == "skimage://chelsea.png"]
     assert cat["caption"].str.contains("cat").all()
-
-
-def test_resolve_image_uri_forms(tmp_path: Path) -> None:
-    image = tmp_path / "a b.png"
-    assert resolve_image_uri(str(image)) == image
-    assert resolve_image_uri(image.as_uri()) == image
-    assert resolve_image_uri("skimage://coffee.png").name == "coffee.png"
-    for bad in ("skimage://../secrets", "skimage://", "https://example.com/x.png"):
-        with pytest.raises(ValueError):
-            resolve_image_uri(bad)
 
 
 def test_impressions_span_four_days_and_include_unjudged_queries(

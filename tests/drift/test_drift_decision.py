@@ -16,6 +16,7 @@ from searchrel.config import DriftConfig, load_config
 from searchrel.drift.decide import decide
 from searchrel.drift.job import drift_job
 from searchrel.drift.prometheus import TEXTFILE, drift_registry
+from searchrel.drift.verdict import Signal, Verdict
 from searchrel.request_log import RequestLogger
 from searchrel.tables import write_table
 from tests.drift.test_drift_report import LEVELS, current_table, reference_table
@@ -23,11 +24,17 @@ from tests.drift.test_drift_report import LEVELS, current_table, reference_table
 HOUR = 3600.0
 
 
-def verdict(**extra: Any) -> dict[str, Any]:
-    base = {"drift_detected": True, "enough_data": True, "drift_share": 0.5, "current_rows": 500,
-            "embedding_drift": {"drift_detected": False, "score": 0.52},
-            "score_drift": {"drift_detected": False}, "per_locale": {}}  # fmt: skip
-    return base | extra
+def verdict(
+    features: bool = True,
+    embeddings: bool = False,
+    enough_data: bool = True,
+    reason: str = "",
+    locale_shares: dict[str, float] | None = None,
+) -> Verdict:
+    signals = [Signal("features", 0.5, 0.3, features), Signal("score", 0.2, 0.05, False),
+               Signal("embeddings", 0.52, 0.55, embeddings)]  # fmt: skip
+    return Verdict(reference_rows=400, current_rows=500, enough_data=enough_data,
+                   signals=signals, locale_shares=locale_shares or {}, reason=reason)  # fmt: skip
 
 
 def test_drift_triggers_once_then_waits_out_the_cooldown(tmp_path: Path) -> None:
@@ -42,22 +49,54 @@ def test_drift_triggers_once_then_waits_out_the_cooldown(tmp_path: Path) -> None
 
 def test_no_signal_or_a_small_window_never_triggers(tmp_path: Path) -> None:
     cfg, state = DriftConfig(), tmp_path / "state.json"
-    assert not decide(verdict(drift_detected=False), cfg, state)["relabel"]
+    assert not decide(verdict(features=False), cfg, state)["relabel"]
     small = verdict(enough_data=False, reason="current window has 12 row(s), fewer than 100")
     assert decide(small, cfg, state)["reason"].startswith("current window has 12")
     assert not state.exists()
 
 
 def test_only_the_configured_signals_trigger(tmp_path: Path) -> None:
-    emb_only = verdict(drift_detected=False, embedding_drift={"drift_detected": True})
+    emb_only = verdict(features=False, embeddings=True)
     assert decide(emb_only, DriftConfig(), tmp_path / "a.json")["relabel"]
     assert not decide(emb_only, DriftConfig(trigger_on=["features"]), tmp_path / "b.json")[
         "relabel"
     ]
 
 
+def test_the_decision_names_every_signal_and_a_missing_one_did_not_fire(tmp_path: Path) -> None:
+    only_features = Verdict(100, 100, True, [Signal("features", 0.4, 0.3, True)])
+    decision = decide(only_features, DriftConfig(), tmp_path / "s.json")
+    assert decision == {"relabel": True, "reason": "drift: features", "features": True,
+                        "embeddings": False, "score": False}  # fmt: skip
+
+
+def test_a_signal_without_a_figure_exports_its_outcome_but_no_statistic() -> None:
+    from prometheus_client import generate_latest
+
+    skipped = Verdict(100, 100, True, [Signal("features", 0.1, 0.3, False),
+                                       Signal("embeddings", None, None, False)])  # fmt: skip
+    body = generate_latest(drift_registry(skipped, now=1.0)).decode()
+    names = {s.name: s.value for f in text_string_to_metric_families(body) for s in f.samples}
+    assert names["searchrel_drift_embedding_detected"] == 0
+    assert "searchrel_drift_embedding_auc" not in names
+    assert "searchrel_drift_score_detected" not in names  # the score was not tested
+
+
+def test_a_new_signal_is_exported_without_touching_the_exporter() -> None:
+    from prometheus_client import generate_latest
+
+    from searchrel.drift.prometheus import signal_gauges
+
+    novel = Signal("locale_mix", 0.7, 0.5, True)  # a name the exporter has no entry for
+    assert signal_gauges(novel)[1][0] == "searchrel_drift_locale_mix_detected"
+    body = generate_latest(drift_registry(Verdict(100, 100, True, [novel]), now=1.0)).decode()
+    names = {s.name: s.value for f in text_string_to_metric_families(body) for s in f.samples}
+    assert names["searchrel_drift_locale_mix_statistic"] == 0.7
+    assert names["searchrel_drift_locale_mix_detected"] == 1
+
+
 def test_the_textfile_has_every_gauge_and_passes_promtool(tmp_path: Path) -> None:
-    v = verdict(per_locale={"en-US": {"drift_share": 0.25}, "de-DE": {"drift_share": 0.75}})
+    v = verdict(locale_shares={"en-US": 0.25, "de-DE": 0.75})
     text = drift_registry(v, now=1234.0)
     from prometheus_client import generate_latest
 
@@ -70,6 +109,9 @@ def test_the_textfile_has_every_gauge_and_passes_promtool(tmp_path: Path) -> Non
     assert values[("searchrel_drift_share", ())] == 0.5
     assert values[("searchrel_drift_detected", ())] == 1
     assert values[("searchrel_drift_embedding_auc", ())] == 0.52
+    assert values[("searchrel_drift_embedding_detected", ())] == 0
+    assert values[("searchrel_drift_score_detected", ())] == 0
+    assert values[("searchrel_drift_current_rows", ())] == 500
     assert values[("searchrel_drift_locale_share", (("locale", "de-DE"),))] == 0.75
     assert values[("searchrel_drift_last_run_timestamp_seconds", ())] == 1234.0
     promtool = shutil.which("promtool")
@@ -103,7 +145,9 @@ def test_the_drift_job_exports_metrics_and_decides_on_real_windows(tmp_path: Pat
     prom = (tmp_path / "out2" / TEXTFILE).read_text()
     assert "searchrel_drift_detected 1.0" in prom
     saved = json.loads((tmp_path / "out2" / "drift.json").read_text())
+    assert saved == json.loads(json.dumps(shifted, default=str))  # the result, written once
     assert saved["decision"]["relabel"] is True
+    assert {s["name"]: s["drifted"] for s in saved["signals"]}["features"] is True
 
 
 def test_the_drift_window_is_the_last_hours_of_the_log_not_all_of_it() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +132,7 @@ def reference() -> pa.Table:
 @pytest.fixture(scope="module")
 def same(reference: pa.Table, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("same")
-    return run_drift(reference, current_table(seed=2), CFG, out)
+    return run_drift(reference, current_table(seed=2), CFG, out).to_json()
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +145,7 @@ def shifted(
     reference: pa.Table, shifted_current: pa.Table, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("shifted")
-    return run_drift(reference, shifted_current, CFG, out)
+    return run_drift(reference, shifted_current, CFG, out).to_json()
 
 
 def test_same_distribution_is_not_drift(same: dict[str, Any]) -> None:
@@ -222,16 +221,32 @@ def test_outputs_written(shifted: dict[str, Any]) -> None:
     assert "Query embeddings (one row per distinct query)" in page
     assert "Drift in embeddings 'query_embedding'" in page
     assert "embeddings_html" not in shifted
-    on_disk = json.loads((html_path.parent / "drift.json").read_text(encoding="utf-8"))
-    assert on_disk == shifted
-    assert on_disk["thresholds"]["drift_share"] == CFG.drift_share
+    assert shifted["thresholds"]["drift_share"] == CFG.drift_share
+
+
+def test_each_signal_carries_the_figure_it_was_decided_on(
+    same: dict[str, Any], shifted: dict[str, Any]
+) -> None:
+    for verdict in (same, shifted):
+        signals = {s["name"]: s for s in verdict["signals"]}
+        assert set(signals) == {"features", "score", "embeddings"}
+        features, score, emb = signals["features"], signals["score"], signals["embeddings"]
+        assert features["statistic"] == verdict["drift_share"]
+        assert features["threshold"] == CFG.drift_share
+        assert features["drifted"] is verdict["drift_detected"]
+        assert score["statistic"] == verdict["score_drift"]["score"]
+        assert score["drifted"] is verdict["score_drift"]["drift_detected"]
+        assert emb["statistic"] == verdict["embedding_drift"]["score"]
+        assert emb["threshold"] == verdict["embedding_drift"]["threshold"]
+    assert not any(s["drifted"] for s in same["signals"])
+    assert all(s["drifted"] for s in shifted["signals"])
 
 
 def test_too_small_window_gives_no_verdict_but_a_reason(
     reference: pa.Table, tmp_path: Path
 ) -> None:
     small = current_table(seed=4, n=40, shift=1.0)  # shifted, but too few rows to say so
-    verdict = run_drift(reference, small, CFG, tmp_path, max_rows=200)
+    verdict = run_drift(reference, small, CFG, tmp_path, max_rows=200).to_json()
     assert verdict["enough_data"] is False
     assert verdict["drift_detected"] is False
     assert "40" in verdict["reason"] and str(CFG.min_window) in verdict["reason"]
@@ -251,10 +266,11 @@ def test_too_small_window_gives_no_verdict_but_a_reason(
 
 def test_empty_window_writes_a_placeholder(reference: pa.Table, tmp_path: Path) -> None:
     verdict = run_drift(reference, REQUEST_LOG.empty_table(), CFG, tmp_path)
-    assert verdict["drift_detected"] is False and verdict["current_rows"] == 0
-    assert "0 row(s)" in verdict["reason"]
+    assert verdict.drift_detected is False and verdict.current_rows == 0
+    assert not verdict.enough_data and "0 row(s)" in verdict.reason
+    assert [s.name for s in verdict.signals] == ["features"]
+    assert verdict.signals[0].statistic is None
     assert "fewer than" in (tmp_path / "drift_report.html").read_text(encoding="utf-8")
-    assert json.loads((tmp_path / "drift.json").read_text())["enough_data"] is False
 
 
 def test_embedding_drift_can_be_turned_off(
@@ -262,8 +278,9 @@ def test_embedding_drift_can_be_turned_off(
 ) -> None:
     cfg = DriftConfig(min_window=50, embedding_drift=False)
     with caplog.at_level("WARNING", logger="searchrel.drift.report"):
-        verdict = run_drift(reference, current_table(seed=5, n=100), cfg, tmp_path)
+        verdict = run_drift(reference, current_table(seed=5, n=100), cfg, tmp_path).to_json()
     assert verdict["embedding_drift"] is None
+    assert "embeddings" not in {s["name"] for s in verdict["signals"]}
     assert verdict["thresholds"]["embedding_auc"] is None
     assert not caplog.records  # Evidently ran the tests planned, and counted as we did
 
@@ -275,13 +292,13 @@ def test_large_reference_uses_distances_with_their_own_threshold(tmp_path: Path)
     # often 0.1 apart (2-3 of 18 columns flag by chance); at 1,000 rows about 0.07.
     cur = current_table(seed=10, n=1_000)
     cfg = DriftConfig(min_window=50, embedding_drift=False)
-    verdict = run_drift(big, cur, cfg, tmp_path / "default")
+    verdict = run_drift(big, cur, cfg, tmp_path / "default").to_json()
     methods = {c["method"] for c in verdict["columns"].values()}
     assert methods == {"wasserstein", "jensenshannon"}  # 0/1 and constant columns: JS
     assert {c["threshold"] for c in verdict["columns"].values()} == {0.1}
     assert verdict["drift_detected"] is False and len(verdict["drifted_columns"]) <= 1
 
-    strict = run_drift(big, cur, cfg, tmp_path / "strict", distance_threshold=0.001)
+    strict = run_drift(big, cur, cfg, tmp_path / "strict", distance_threshold=0.001).to_json()
     assert strict["thresholds"]["distance_threshold"] == 0.001
     assert strict["drift_detected"] is True  # sampling noise alone exceeds 0.001
     assert "bm25_link_text" not in strict["drifted_columns"]  # constant: distance 0

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from searchrel.drift.prometheus import drift_registry
+from searchrel.drift.verdict import Signal, Verdict
 from searchrel.serving import metrics as server_metrics
 
 from .test_monitoring import OTHER_SERIES, TARGET_LABELS, exported_series, rules
@@ -34,15 +35,17 @@ def known_series() -> set[str]:
     drift = {
         m.name
         for m in drift_registry(
-            {
-                "drift_detected": True,
-                "enough_data": True,
-                "drift_share": 0.1,
-                "current_rows": 1,
-                "embedding_drift": {"score": 0.5, "drift_detected": False},
-                "score_drift": {"drift_detected": False},
-                "per_locale": {"en-US": {"drift_share": 0.1}},
-            }
+            Verdict(
+                reference_rows=1,
+                current_rows=1,
+                enough_data=True,
+                signals=[
+                    Signal("features", 0.1, 0.3, True),
+                    Signal("score", 0.2, 0.05, False),
+                    Signal("embeddings", 0.5, 0.55, False),
+                ],
+                locale_shares={"en-US": 0.1},
+            )
         ).collect()
     }
     recorded = {r["record"] for r in rules() if "record" in r}

@@ -75,8 +75,7 @@ def test_runtime_stage_is_non_root_and_runs_the_server(image: str) -> None:
     assert re.findall(r"^EXPOSE (\d+)", stage, flags=re.MULTILINE) == [str(ServeConfig().http_port)]
     (cmd,) = re.findall(r"^CMD (\[.*\])", stage, flags=re.MULTILINE)
     assert cmd == (
-        '["python", "-m", "searchrel.serving.server", "--model-dir", "/mnt/models", '
-        '"--host", "0.0.0.0"]'
+        '["python", "-m", "searchrel", "serve", "--model-dir", "/mnt/models", "--host", "0.0.0.0"]'
     )
     assert "PYTHONUNBUFFERED=1" in stage
     # Only the built environment reaches the runtime: no source tree, no build tools.

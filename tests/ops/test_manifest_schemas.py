@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from searchrel.pipelines.catalog import COMPILED_DIR
 from searchrel.prometheus_rule import MANIFEST, RULES, render
 
 from .crds import crd_errors, is_custom
@@ -151,7 +152,7 @@ def test_the_prometheusrule_is_the_rules_file_rendered_fresh() -> None:
 def test_the_daily_pipeline_reads_the_git_token_from_a_secret(executor: str) -> None:
     """The gate clones the GitOps repository (the served model) and the deploy pushes to it:
     both need the token of a private repository."""
-    compiled = REPO / "pipelines" / "compiled" / "daily_distillation.yaml"
+    compiled = COMPILED_DIR / "daily_distillation.yaml"
     _spec, platform = yaml.safe_load_all(compiled.read_text())
     kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     (secret,) = kube[executor]["secretAsEnv"]

@@ -148,7 +148,7 @@ def test_inference_service_keeps_the_serving_contract(kustomization: str) -> Non
     assert container["name"] == "kserve-container"
     assert env.get("STORAGE_URI", "").startswith(STORAGE_SCHEMES), env
     command = [*container.get("command", []), *container.get("args", [])]
-    assert command[:3] == ["python", "-m", "searchrel.serving.server"]
+    assert command[:4] == ["python", "-m", "searchrel", "serve"]
     assert command[command.index("--model-dir") + 1] == "/mnt/models"
     assert command[command.index("--host") + 1] == "0.0.0.0"
     assert [p["containerPort"] for p in container["ports"]] == [serve.http_port]

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from searchrel.labeling.prometheus import labels_registry
 from searchrel.serving import metrics as server_metrics
-from searchrel.teacher.prometheus import labels_registry
 
 from .tools import REPO, require_tool, run
 
@@ -54,7 +54,7 @@ def alerts() -> list[dict[str, Any]]:
 
 def exported_series() -> dict[str, set[str]]:
     """Series name -> label names, for every metric of searchrel.serving.metrics and of the
-    label-collect step (searchrel.teacher.prometheus)."""
+    label-collect step (searchrel.labeling.prometheus)."""
     series: dict[str, set[str]] = {}
     for obj in vars(server_metrics).values():
         if not isinstance(obj, MetricWrapperBase):

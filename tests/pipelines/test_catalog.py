@@ -14,10 +14,16 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.catalog import COMPILED_DIR, PIPELINES, compile_all, compile_one
-from pipelines.submit import SubmitError, check_cron, package, parse_params, pipeline_arguments
 from searchrel.config import LabelConfig
 from searchrel.images import REGISTRY_ENV, TAG_ENV, resolve_images
+from searchrel.pipelines.catalog import COMPILED_DIR, PIPELINES, compile_all, compile_one
+from searchrel.pipelines.submit import (
+    SubmitError,
+    check_cron,
+    package,
+    parse_params,
+    pipeline_arguments,
+)
 
 GPU_STEPS = {"exec-teacher-train", "exec-label-shard", "exec-caption-items"}
 
@@ -41,7 +47,7 @@ def test_the_committed_yaml_is_what_the_code_compiles(tmp_path: Path, monkeypatc
     fresh = compile_all(tmp_path)
     assert sorted(p.name for p in fresh) == sorted(p.name for p in COMPILED_DIR.glob("*.yaml"))
     stale = [p.name for p in fresh if p.read_text() != (COMPILED_DIR / p.name).read_text()]
-    assert not stale, f"{stale} are stale: run `make compile` and commit pipelines/compiled/"
+    assert not stale, f"{stale} are stale: run `make compile` and commit {COMPILED_DIR}"
 
 
 def test_there_are_the_three_cluster_pipelines_and_the_demo_loop() -> None:
@@ -133,11 +139,11 @@ def compiled_label_shard(name: str) -> Any:
 def test_the_compiled_label_shard_passes_previous_labels_and_date_to_the_labeler(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import searchrel.stage
+    from searchrel.components import runtime
 
     calls: list[tuple[str, ...]] = []
-    monkeypatch.setattr(searchrel.stage, "run_stage", lambda *args: calls.append(args))
-    monkeypatch.setattr(searchrel.stage, "config_file", lambda text: "/tmp/config.yaml")
+    monkeypatch.setattr(runtime, "run_cli", lambda *args: calls.append(args))
+    monkeypatch.setattr(runtime, "config_file", lambda text: "/tmp/config.yaml")
     label_shard = compiled_label_shard(name)
     artifact = SimpleNamespace(path="/artifact")
     args = {"teacher": artifact, "items": artifact, "impressions": artifact, "config_yaml": "",
@@ -145,7 +151,7 @@ def test_the_compiled_label_shard_passes_previous_labels_and_date_to_the_labeler
     label_shard(**args, previous_labels="/gcs/b/run-1/teacher_labels", date="2026-11-02")
     label_shard(**args)  # the defaults: no earlier labels, every date
     reused, fresh = calls
-    assert reused[0] == fresh[0] == "searchrel.teacher.label"
+    assert reused[0] == fresh[0] == "label"
     flags = dict(zip(reused[1::2], reused[2::2], strict=True))
     assert flags["--previous"] == "/gcs/b/run-1/teacher_labels"
     assert flags["--date"] == "2026-11-02"

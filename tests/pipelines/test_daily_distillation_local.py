@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.run_local import run_pipeline_local
 from searchrel.demo_daily import OVERLAY, seed_gitops_repo
 from searchrel.gitops import read_model_uri
+from searchrel.pipelines.run_local import run_pipeline_local
 from tests.conftest import TINY_CONFIG
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.drift_watch import compile_drift_watch
-from pipelines.run_local import run_drift_watch_local
 from searchrel.config import LabelConfig
+from searchrel.pipelines.drift_watch import compile_drift_watch
+from searchrel.pipelines.run_local import run_drift_watch_local
 from searchrel.request_log import RequestLogger
 from searchrel.schema import SCALAR_FEATURES
 from tests.conftest import TINY_CONFIG

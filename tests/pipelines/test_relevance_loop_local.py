@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.relevance_loop import build_pipeline, compile_pipeline
 from searchrel.config import LabelConfig
 from searchrel.images import resolve_images
+from searchrel.pipelines.relevance_loop import build_pipeline, compile_pipeline
 from searchrel.tables import read_table
 
 pytestmark = pytest.mark.slow

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.catalog import COMPILED_DIR, cluster_label_config
-from pipelines.submit import SERVICE_ACCOUNT, schedule, submit
+from searchrel.pipelines.catalog import COMPILED_DIR, cluster_label_config
+from searchrel.pipelines.submit import SERVICE_ACCOUNT, schedule, submit
 from tests.conftest import TINY_CONFIG
 
 REPLIES = {

@@ -33,7 +33,7 @@ def start_student_server(
 ) -> tuple[str, subprocess.Popen[bytes]]:
     """``searchrel.serving.server`` on a free loopback port, once it says it is ready."""
     port = free_port()
-    cmd = [sys.executable, "-m", "searchrel.serving.server", "--model-dir", model_dir,
+    cmd = [sys.executable, "-m", "searchrel", "serve", "--model-dir", model_dir,
            "--port", str(port), *args]  # fmt: skip
     if log_file is None:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)

@@ -54,7 +54,8 @@ def test_the_server_runs_the_bundles_query_encoder_graph_without_exporting(
 def test_no_graph_is_bundled_where_the_server_would_not_run_one(tmp_path: Path) -> None:
     from searchrel.config import load_config
     from searchrel.features.embedder import USE_MULTILINGUAL
-    from searchrel.student.train import BUNDLE_ENCODER_DIR, bundle_query_encoder
+    from searchrel.student.model import BUNDLE_ENCODER_DIR
+    from searchrel.student.train import bundle_query_encoder
 
     torch_cfg = load_config(overrides={"features": {"embed_runtime": "torch"}})
     assert bundle_query_encoder(torch_cfg, torch_cfg.features.embedder, tmp_path) is None
@@ -67,7 +68,8 @@ def test_the_student_step_copies_the_features_steps_graph_without_loading_the_en
 ) -> None:
     from searchrel.config import load_config
     from searchrel.features.embedder import Embedder
-    from searchrel.student.train import BUNDLE_ENCODER_DIR, bundle_query_encoder
+    from searchrel.student.model import BUNDLE_ENCODER_DIR
+    from searchrel.student.train import bundle_query_encoder
 
     def no_load(*_: object, **__: object) -> Embedder:
         raise AssertionError("the encoder was loaded although the features step wrote its graph")

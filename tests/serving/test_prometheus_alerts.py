@@ -26,6 +26,7 @@ import yaml
 
 from searchrel.demo import free_port, wait_ready
 from searchrel.drift.prometheus import export_drift_metrics
+from searchrel.drift.verdict import Signal, Verdict
 from tests.serving.conftest import MODEL
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def stack(local_run: dict, tmp_path: Path) -> Iterator[dict]:
         pytest.skip("prometheus is not installed (.ci/run installs Debian's prometheus)")
     server_port, prom_port, drift_port = free_port(), free_port(), free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "searchrel.serving.server", "--model-dir",
+        [sys.executable, "-m", "searchrel", "serve", "--model-dir",
          local_run["outputs"]["student"], "--port", str(server_port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -139,14 +140,13 @@ def test_prometheus_scrapes_the_server_and_fires_when_it_goes_down(stack: dict) 
 
 def test_a_drift_verdict_reaches_prometheus_and_fires_the_drift_alert(stack: dict) -> None:
     prom, drift_dir = stack["prom"], stack["drift_dir"]
-    calm = {"drift_detected": False, "enough_data": True, "drift_share": 0.05,
-            "current_rows": 500, "embedding_drift": None, "score_drift": None}  # fmt: skip
+    calm = Verdict(500, 500, True, [Signal("features", 0.05, 0.3, False)])
     export_drift_metrics(calm, drift_dir)
     assert wait_for(lambda: bool(httpx.get(f"{prom}/api/v1/query", params={
         "query": "searchrel_drift_share"}).json()["data"]["result"]))  # fmt: skip
     time.sleep(2)
     assert "SearchrelDriftDetected" not in firing(prom)
-    export_drift_metrics({**calm, "drift_detected": True, "drift_share": 0.6}, drift_dir)
+    export_drift_metrics(Verdict(500, 500, True, [Signal("features", 0.6, 0.3, True)]), drift_dir)
     assert wait_for(lambda: "SearchrelDriftDetected" in firing(prom)), firing(prom)
 
     def value() -> float:

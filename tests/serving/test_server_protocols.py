@@ -329,7 +329,7 @@ def inline_server(
     )
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "searchrel.serving.server", "--model-dir",
+        [sys.executable, "-m", "searchrel", "serve", "--model-dir",
          local_run["outputs"]["student"], "--port", str(port), "--config", str(config)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -103,8 +103,9 @@ def test_an_unknown_metric_is_one_line_from_the_cli(
     config = tmp_path / "c.yaml"
     config.write_text(TINY_CONFIG.read_text() + "gate:\n  metric: ndcg_at_seven\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "searchrel.student.gate", "--candidate", str(inputs["student"]),
-         "--items", str(inputs["items"]), "--judgments", str(inputs["judgments"]),
+        [sys.executable, "-m", "searchrel", "student", "gate",
+         "--candidate", str(inputs["student"]), "--items", str(inputs["items"]),
+         "--judgments", str(inputs["judgments"]),
          "--serving", "none", "--out", str(tmp_path / "g"), "--config", str(config)],
         capture_output=True, text=True,
     )  # fmt: skip

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from searchrel.config import CaptionConfig
 from searchrel.text import clean_text
 
 if TYPE_CHECKING:
@@ -49,13 +48,3 @@ def finish_caption(text: str | None) -> CaptionResult:
     if "\ufffd" in cleaned:
         return None, "undecodable_caption"
     return cleaned, None
-
-
-def make_captioner(cfg: CaptionConfig) -> Captioner:
-    if cfg.backend == "vlm":
-        from searchrel.captions.vlm import VlmCaptioner
-
-        return VlmCaptioner(cfg)
-    from searchrel.captions.blip import BlipCaptioner
-
-    return BlipCaptioner(cfg)

@@ -20,9 +20,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from searchrel.atomic_files import write_parquet_atomic
 from searchrel.schema import CAPTION_CACHE
 from searchrel.tables import validate
-from searchrel.teacher.shards import write_parquet_atomic
 
 log = logging.getLogger(__name__)
 

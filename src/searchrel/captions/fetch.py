@@ -11,13 +11,15 @@ larger than ``max_image_bytes`` is never read whole. An image that cannot be had
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from searchrel.config import CaptionConfig
 
@@ -47,9 +49,30 @@ def scheme_of(uri: str) -> str:
     return "" if len(scheme) == 1 else scheme  # one letter: a Windows drive, a plain path
 
 
-def read_local(uri: str, max_bytes: int) -> bytes:
-    from searchrel.data.sample import resolve_image_uri
+def resolve_image_uri(uri: str) -> Path:
+    """The local file of an image URI: ``skimage://NAME`` (an image shipped with
+    scikit-image), ``file://PATH`` or a plain path. Other schemes are not local: ValueError."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "skimage":
+        name = (parsed.netloc + parsed.path).strip("/")
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"not a scikit-image data file name: {uri!r}")
+        return _skimage_data_dir() / name
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.netloc + parsed.path))
+    if parsed.scheme and len(parsed.scheme) > 1:  # one letter: a Windows drive, a plain path
+        raise ValueError(f"not a local image URI: {uri!r}")
+    return Path(uri)
 
+
+def _skimage_data_dir() -> Path:
+    spec = importlib.util.find_spec("skimage")  # no import: skimage is slow to import
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("scikit-image is not installed; skimage:// images need it")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def read_local(uri: str, max_bytes: int) -> bytes:
     try:
         path = resolve_image_uri(uri)
     except (ValueError, FileNotFoundError) as exc:

@@ -1,7 +1,6 @@
 """The captioning job: caption the items' images and write them back into the items table.
 
     searchrel caption --items items.parquet --out captions/
-    python -m searchrel.captions.job --items items.parquet --out captions/     (the same)
 
 Reads the items (validated; bad rows quarantined), and for every item without a caption that
 has an ``image_uri`` (every item with one, under ``captions.recaption``): fetches the image,
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -30,10 +28,12 @@ from typing import Any
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from searchrel.captions.base import Captioner, LoadedImage, make_captioner
+from searchrel.captions.base import Captioner, LoadedImage
+from searchrel.captions.blip import BlipCaptioner
 from searchrel.captions.cache import CaptionCache
 from searchrel.captions.fetch import ImageError, decode_image, fetch_images, image_sha256
-from searchrel.config import Config
+from searchrel.captions.vlm import VlmCaptioner
+from searchrel.config import CaptionConfig, Config
 from searchrel.schema import CAPTION_FAILURES, CAPTIONS
 from searchrel.tables import ContractError, quarantine_path, read_table, write_table
 
@@ -159,6 +159,12 @@ class _Run:
         self.bar.update(1)
 
 
+def make_captioner(cfg: CaptionConfig) -> Captioner:
+    if cfg.backend == "vlm":
+        return VlmCaptioner(cfg)
+    return BlipCaptioner(cfg)
+
+
 def caption_items(
     items_path: Path,
     outputs: CaptionOutputs,
@@ -245,14 +251,3 @@ def _caption_row(
         "model": model,
         "status": status,
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m searchrel.captions.job ARGS``: the same as ``searchrel caption ARGS``."""
-    from searchrel.cli import main as cli_main
-
-    cli_main(["caption", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    main()

@@ -26,7 +26,7 @@ from searchrel.captions.base import (
     settings_id,
 )
 from searchrel.config import CaptionConfig
-from searchrel.teacher.judge import JudgeError, classify, let_endpoints_through_offline_mode
+from searchrel.endpoints import EndpointError, classify, let_endpoints_through_offline_mode
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class VlmCaptioner:
 
     def caption_one(self, image: LoadedImage) -> CaptionResult:
         messages = self.messages(image)
-        failure = JudgeError("not_attempted", False)
+        failure = EndpointError("not_attempted", False)
         for attempt in range(self.cfg.vlm_retries + 1):
             if attempt:
                 time.sleep(self.cfg.vlm_backoff_s * 2 ** (attempt - 1))

@@ -283,9 +283,3 @@ def _quarantine_table(rows: _Rows, failed: dict[int, tuple[str, str]]) -> pa.Tab
     if not records:
         return tables.QUARANTINE_SCHEMA.empty_table()
     return pa.Table.from_pylist(records, schema=tables.QUARANTINE_SCHEMA)
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("data", "import-crowdflower")

@@ -49,9 +49,3 @@ def ingest(
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("data", "ingest")

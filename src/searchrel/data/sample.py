@@ -11,7 +11,6 @@ the output is identical on every run and machine.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import itertools
 import json
 import random
@@ -20,7 +19,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
@@ -33,33 +31,6 @@ CATALOG_NAME = "sample_catalog.yaml"
 CAPTION_LOCALE = "en-US"  # captions read as an English captioning model (BLIP) writes them
 RATERS = 5  # simulated raters per judged pair
 LINK_SHARE = 0.85  # share of Pins that link to a page (the rest were uploaded without a link)
-
-
-# ---------------------------------------------------------------------------------------------
-# Images
-
-
-def resolve_image_uri(uri: str) -> Path:
-    """The local file of an image URI: ``skimage://NAME`` (an image shipped with
-    scikit-image), ``file://PATH`` or a plain path. Other schemes are not local: ValueError."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "skimage":
-        name = (parsed.netloc + parsed.path).strip("/")
-        if not name or "/" in name or "\\" in name or name.startswith("."):
-            raise ValueError(f"not a scikit-image data file name: {uri!r}")
-        return _skimage_data_dir() / name
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.netloc + parsed.path))
-    if parsed.scheme and len(parsed.scheme) > 1:  # one letter: a Windows drive, a plain path
-        raise ValueError(f"not a local image URI: {uri!r}")
-    return Path(uri)
-
-
-def _skimage_data_dir() -> Path:
-    spec = importlib.util.find_spec("skimage")  # no import: skimage is slow to import
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("scikit-image is not installed; skimage:// images need it")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,9 +609,3 @@ def _summary(
         "dates": [d.isoformat() for d in dates],
         "impressions_per_day": {d.isoformat(): per_day.get(str(d), 0) for d in dates},
     }
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("data", "sample")

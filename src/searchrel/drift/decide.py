@@ -1,10 +1,10 @@
-"""When drift triggers relabeling: thresholds, a minimum window and a cooldown.
+"""When drift triggers relabeling: the signals, a minimum window and a cooldown.
 
-The verdict must say drift (the feature-share rule, with enough rows on both sides), or the
-query embeddings or the score distribution must have drifted when ``drift.trigger_on`` names
-them; and the last trigger must be older than ``drift.cooldown_hours``, so that one seasonal
-shift starts one relabel + distillation run, not one an hour. The last trigger time lives in a
-small state file beside the drift outputs (on a cluster: the drift job's volume).
+A signal that ``drift.trigger_on`` names must have fired (the features by default, or the query
+embeddings; the score when named), on a window with enough rows on both sides; and the last
+trigger must be older than ``drift.cooldown_hours``, so that one seasonal shift starts one
+relabel + distillation run, not one an hour. The last trigger time lives in a small state file
+beside the drift outputs (on a cluster: the drift job's volume).
 """
 
 from __future__ import annotations
@@ -12,29 +12,29 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from searchrel.atomic_files import write_text_atomic
-from searchrel.config import DriftConfig
+from searchrel.config import DriftConfig, DriftSignal
+from searchrel.drift.verdict import Verdict
 
 STATE_FILE = "drift_state.json"
+SIGNAL_NAMES: tuple[str, ...] = get_args(DriftSignal)
 
 
 def decide(
-    verdict: dict[str, Any], cfg: DriftConfig, state_path: Path, now: float | None = None
+    verdict: Verdict, cfg: DriftConfig, state_path: Path, now: float | None = None
 ) -> dict[str, Any]:
-    """{"relabel": bool, "reason": str}; records the trigger time when it says relabel."""
+    """{"relabel": bool, "reason": str, and each signal's outcome}; records the trigger time
+    when it says relabel."""
     now = time.time() if now is None else now
-    signals = {
-        "features": bool(verdict.get("drift_detected")),
-        "embeddings": bool((verdict.get("embedding_drift") or {}).get("drift_detected")),
-        "score": bool((verdict.get("score_drift") or {}).get("drift_detected")),
-    }
+    drifted: dict[str, bool] = {s.name: s.drifted for s in verdict.signals}
+    signals = {name: drifted.get(name, False) for name in SIGNAL_NAMES}
     fired = [name for name in cfg.trigger_on if signals[name]]
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     last = state.get("last_trigger")
-    if not verdict.get("enough_data"):
-        return {"relabel": False, "reason": verdict.get("reason", "not enough data"), **signals}
+    if not verdict.enough_data:
+        return {"relabel": False, "reason": verdict.reason or "not enough data", **signals}
     if not fired:
         return {"relabel": False, "reason": "no drift signal", **signals}
     if last is not None and now - last < cfg.cooldown_hours * 3600:

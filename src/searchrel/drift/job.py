@@ -1,4 +1,5 @@
-"""The drift job: read the training rows and the served-request log, run the report."""
+"""The drift job: read the training rows and the served-request log, run the report, export
+its metrics, decide, and write ``drift.json`` (once, atomically: a reader never sees half)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from searchrel.atomic_files import write_text_atomic
 from searchrel.config import Config
 from searchrel.drift.decide import STATE_FILE, decide
 from searchrel.drift.prometheus import export_drift_metrics
 from searchrel.drift.report import run_drift
 from searchrel.request_log import read_request_log
 from searchrel.tables import read_table, write_quarantine
+
+VERDICT_JSON = "drift.json"
 
 
 def recent_rows(log: pa.Table, hours: float) -> tuple[pa.Table, int]:
@@ -40,7 +44,8 @@ def drift_job(
     cfg: Config,
     state_path: Path | None = None,
 ) -> dict[str, Any]:
-    """The verdict, its Prometheus metrics (``drift.prom``) and the relabel decision."""
+    """The verdict, its Prometheus metrics (``drift.prom``) and the relabel decision, as
+    written to ``drift.json``."""
     levels = cfg.data.levels
     reference = read_table(reference_path, "student_features", levels)
     current = read_request_log(requests_dir, levels)
@@ -48,16 +53,9 @@ def drift_job(
         write_quarantine(current.quarantine, out_dir / "request_log_quarantine.parquet")
     window, older = recent_rows(current.table, cfg.drift.window_hours)
     verdict = run_drift(reference.table, window, cfg.drift, out_dir)
-    verdict["request_log"] = {**current.summary(), "rows_before_the_window": older}
-    verdict["prometheus"] = export_drift_metrics(verdict, out_dir, cfg.drift.pushgateway)
-    verdict["decision"] = decide(verdict, cfg.drift, state_path or out_dir / STATE_FILE)
-    (out_dir / "drift.json").write_text(
-        json.dumps(verdict, indent=2, default=str), encoding="utf-8"
-    )
-    return verdict
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("drift")
+    result = verdict.to_json()
+    result["request_log"] = {**current.summary(), "rows_before_the_window": older}
+    result["prometheus"] = export_drift_metrics(verdict, out_dir, cfg.drift.pushgateway)
+    result["decision"] = decide(verdict, cfg.drift, state_path or out_dir / STATE_FILE)
+    write_text_atomic(out_dir / VERDICT_JSON, json.dumps(result, indent=2, default=str) + "\n")
+    return result

@@ -20,16 +20,14 @@ values, up to 1,000 reference rows; normed Wasserstein or Jensen-Shannon distanc
 config's ``stattest_threshold`` is the threshold of the p-value tests; a distance test keeps its
 own default (0.1) unless ``distance_threshold`` is given, as a p-value of 0.05 is no distance
 threshold (two samples of one distribution often lie 0.05 apart). Each side is subsampled,
-deterministically, to ``max_rows``. Cost: Evidently's ``EmbeddingsDrift`` runs a t-SNE for its
-plot on up to 2,500 points a side (run on one thread here: about 11 s for 2,000 points, so up
-to a minute at the cap); the rest takes seconds.
+deterministically, to ``max_rows``. Most of the cost is the t-SNE Evidently's
+``EmbeddingsDrift`` runs for its plot (on up to 2,500 points a side, on one OpenMP thread here).
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -43,13 +41,14 @@ import pyarrow.compute as pc
 
 from searchrel.atomic_files import write_text_atomic
 from searchrel.config import DriftConfig
+from searchrel.drift.verdict import Signal, Verdict
 from searchrel.schema import SCALAR_FEATURES
+from searchrel.scores import expected_score
 
 log = logging.getLogger(__name__)
 
 REPORT_HTML = "drift_report.html"
 EMBEDDINGS_HTML = "drift_embeddings.html"  # only if the two reports cannot share one page
-VERDICT_JSON = "drift.json"
 SCORE_COLUMN = "expected_score"
 EMBEDDING_NAME = "query_embedding"
 EMBEDDING_PREFIX = "qemb_"
@@ -111,14 +110,13 @@ def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
 
 
 def _expected_score(targets: pa.ChunkedArray) -> np.ndarray:
-    """sum_k k * p_k of each row's target distribution (level 1 first)."""
-    return np.asarray(
-        [
-            float(np.dot(np.arange(1, len(t) + 1), t)) if t else math.nan
-            for t in targets.to_pylist()
-        ],
-        dtype=np.float64,
-    )
+    """The expected score of each row's target distribution (NaN for a row without one)."""
+    rows = targets.to_pylist()
+    out = np.full(len(rows), math.nan, dtype=np.float64)
+    given = [i for i, t in enumerate(rows) if t]
+    if given:
+        out[given] = expected_score(np.asarray([rows[i] for i in given], dtype=np.float64))
+    return out
 
 
 def _frame(table: pa.Table, rows: np.ndarray, reference: bool) -> pd.DataFrame:
@@ -184,7 +182,8 @@ def _plan(
 
 def _one_openmp_thread() -> contextlib.AbstractContextManager[Any]:
     """Evidently's t-SNE (scikit-learn, OpenMP) on one thread: on a busy machine its threads
-    spin against each other, and 180 points took 0.5 s or 40 s by chance on 2 shared cores."""
+    spin against each other, and its time on a few shared cores varies by orders of
+    magnitude by chance."""
     try:
         from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
     except ImportError:
@@ -451,16 +450,17 @@ def run_drift(
     seed: int = 0,
     distance_threshold: float | None = None,
     embedding_threshold: float = DEFAULT_EMBEDDING_THRESHOLD,
-) -> dict[str, Any]:
-    """Compare served rows with training rows; write the HTML report and the verdict JSON.
+) -> Verdict:
+    """Compare served rows with training rows; write the HTML report, return the verdict.
 
     ``reference`` has ``STUDENT_FEATURES`` rows and ``current`` ``REQUEST_LOG`` rows (both
     validated by the caller; the columns used are checked here). Writes
-    ``out_dir/drift_report.html`` (Evidently) and ``out_dir/drift.json``, and returns the
-    verdict: ``drift_detected`` is true when both sides have at least ``cfg.min_window`` rows
-    and the share of drifted scalar features is at least ``cfg.drift_share``. Score drift,
-    embedding drift and the locales are reported beside it. Each side is subsampled to
-    ``max_rows`` rows (seeded) and the embeddings to ``max_rows`` distinct queries.
+    ``out_dir/drift_report.html`` (Evidently) and returns the verdict and its signals: the
+    ``features`` signal (the headline) fires when both sides have at least ``cfg.min_window``
+    rows and the share of drifted scalar features is at least ``cfg.drift_share``; the
+    ``score`` and ``embeddings`` signals and the locales are reported beside it. Each side is
+    subsampled to ``max_rows`` rows (seeded) and the embeddings to ``max_rows`` distinct
+    queries.
     """
     if max_rows < 2:
         raise ValueError(f"max_rows must be at least 2, got {max_rows}")
@@ -479,13 +479,9 @@ def run_drift(
     ref_idx = _sample(np.arange(ref_rows), max_rows, seed)
     cur_idx = _sample(np.arange(cur_rows), max_rows, seed + 1)
 
-    verdict: dict[str, Any] = {
-        "reference_rows": ref_rows,
-        "current_rows": cur_rows,
-        "enough_data": enough,
+    details: dict[str, Any] = {
         "drifted_columns": [],
         "drift_share": None,
-        "drift_detected": False,
         "score_drift": None,
         "embedding_drift": None,
         "per_locale": {},
@@ -511,31 +507,60 @@ def run_drift(
         },
         "report_html": str(out_dir / REPORT_HTML),
     }
-    if reasons:
-        verdict["reason"] = "; ".join(reasons)
+    reason = "; ".join(reasons)
 
     if ref_rows == 0 or cur_rows == 0:
-        write_text_atomic(out_dir / REPORT_HTML, _placeholder_html(verdict["reason"]))
+        write_text_atomic(out_dir / REPORT_HTML, _placeholder_html(reason))
     else:
         ref = _frame(reference, ref_idx, reference=True)
         cur = _frame(current, cur_idx, reference=False)
         snapshot, figures = _feature_report(ref, cur, cfg, distance_threshold)
-        verdict.update(figures)
-        verdict["drift_detected"] = bool(enough and figures["drift_share"] >= cfg.drift_share)
+        details.update(figures)
         parts = [("Scalar features and predicted score", snapshot)]
         if cfg.embedding_drift and not enough:
-            verdict["embedding_drift"] = {"drift_detected": False, "skipped": "not enough data"}
+            details["embedding_drift"] = {"drift_detected": False, "skipped": "not enough data"}
         elif cfg.embedding_drift:
-            emb_snapshot, verdict["embedding_drift"] = _embedding_report(
+            emb_snapshot, details["embedding_drift"] = _embedding_report(
                 reference, current, max_rows, seed, embedding_threshold
             )
             if emb_snapshot is not None:
                 parts.append(("Query embeddings (one row per distinct query)", emb_snapshot))
         if enough:
-            verdict["per_locale"], verdict["locales_skipped"] = _per_locale(
+            details["per_locale"], details["locales_skipped"] = _per_locale(
                 reference, current, cfg, max_rows, seed, distance_threshold
             )
-        verdict.update(_write_html(out_dir, parts))
+        details.update(_write_html(out_dir, parts))
 
-    write_text_atomic(out_dir / VERDICT_JSON, json.dumps(verdict, indent=2) + "\n")
-    return verdict
+    return Verdict(
+        reference_rows=ref_rows,
+        current_rows=cur_rows,
+        enough_data=enough,
+        signals=_signals(details, cfg, enough),
+        locale_shares={k: v["drift_share"] for k, v in details["per_locale"].items()},
+        reason=reason,
+        details=details,
+    )
+
+
+def _signals(details: dict[str, Any], cfg: DriftConfig, enough: bool) -> list[Signal]:
+    """The verdict's signals from the report's figures: the features always; the score and
+    the embeddings where they were tested."""
+    share = details["drift_share"]
+    signals = [
+        Signal(
+            "features",
+            statistic=share,
+            threshold=cfg.drift_share,
+            drifted=bool(enough and share is not None and share >= cfg.drift_share),
+        )
+    ]
+    score, emb = details["score_drift"], details["embedding_drift"]
+    if score is not None:
+        signals.append(
+            Signal("score", score["score"], score["threshold"], bool(score["drift_detected"]))
+        )
+    if emb is not None:
+        signals.append(
+            Signal("embeddings", emb.get("score"), emb.get("threshold"), emb["drift_detected"])
+        )
+    return signals

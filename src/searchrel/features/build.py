@@ -170,9 +170,3 @@ def build_features(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("features", "build")

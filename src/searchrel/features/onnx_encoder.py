@@ -2,11 +2,9 @@
 
 Why: one short query through all-MiniLM-L6-v2 is slow in eager PyTorch on a few cores, and
 that one embedding is most of the student's cost for a query not in the cache; ONNX Runtime
-runs the same graph faster with the same vectors (docs/RESULTS.md, "Distillation on real
-labels", measured by bench/distillation_scaling.py in one run). The graph is exported once per
-model and library versions and kept in a cache directory (the student bundle carries one for
-the server); every load checks it against PyTorch on probe texts and refuses it when they
-differ.
+runs the same graph faster with the same vectors. The graph is exported once per model and
+library versions and kept in a cache directory (the student bundle carries one for the
+server); every load checks it against PyTorch on probe texts and refuses it when they differ.
 """
 
 from __future__ import annotations
@@ -233,7 +231,7 @@ class OnnxSentenceEncoder:
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         # Idle worker threads sleep instead of spinning: spinning threads took the cores from
-        # the torch ops that follow each query (docs/RESULTS.md, "Distillation on real labels").
+        # the torch ops that follow each query.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return self._ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 

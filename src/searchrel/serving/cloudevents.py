@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from searchrel.request_log import RequestLogger, _encode_rows
+from searchrel.request_log import RequestLogger, encode_rows
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class CloudEventSink:
         with self._lock:
             if self.sample_rate < 1.0 and self._rng.random() >= self.sample_rate:
                 return False
-        body = ("[" + ",".join(line.rstrip("\n") for line in _encode_rows(rows)) + "]").encode()
+        body = ("[" + ",".join(line.rstrip("\n") for line in encode_rows(rows)) + "]").encode()
         event_id = str(rows[0].get("request_id") or uuid.uuid4().hex)
         try:
             self._queue.put_nowait((event_id, body, len(rows)))

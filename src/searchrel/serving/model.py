@@ -33,10 +33,10 @@ from searchrel.features.pairs import PairFeaturizer, assemble_inputs
 from searchrel.features.store import InlineItems, ItemStore
 from searchrel.request_log import RequestLogger
 from searchrel.schema import SCALAR_FEATURES
+from searchrel.scores import expected_score
 from searchrel.serving import metrics
 from searchrel.serving.cloudevents import CloudEventSink
-from searchrel.student.model import ExportedStudent
-from searchrel.student.train import BUNDLE_ENCODER_DIR, BUNDLE_STORE_DIR
+from searchrel.student.model import BUNDLE_ENCODER_DIR, BUNDLE_STORE_DIR, ExportedStudent
 
 log = logging.getLogger(__name__)
 DEFAULT_LOCALE = "und"  # BCP 47 "undetermined", when a request names no locale
@@ -273,7 +273,7 @@ class StudentModel(Model):
             ivecs[new], scalars[new] = more.item_embeddings[take], more.scalars[take]
             metrics.INLINE_ITEMS.inc(len(new))
         probs = self.student.predict_proba(assemble_inputs(qvec, ivecs, scalars))
-        scores = probs @ np.arange(1, probs.shape[1] + 1, dtype=np.float32)
+        scores = expected_score(probs)
         metrics.CANDIDATES.observe(len(req.item_ids))
         for s in scores:
             metrics.SCORES.observe(float(s))

@@ -107,9 +107,3 @@ def serve(
         ModelServer(http_port=port, enable_grpc=False, workers=1, grace_period=10).start([model])
     finally:
         model.stop()  # KServe stops it on SIGTERM/SIGINT; on any other way out, here (idempotent)
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("serve")

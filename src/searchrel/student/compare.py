@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from searchrel import metrics
+from searchrel.scores import expected_score
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -58,7 +59,7 @@ class Comparison:
 
 def _per_query_ndcg(k: int) -> Callable[[IntArray, FloatArray, list[IntArray]], FloatArray]:
     def values(labels: IntArray, probs: FloatArray, groups: list[IntArray]) -> FloatArray:
-        score = metrics.expected_score(probs)
+        score = expected_score(probs)
         out = [metrics.ndcg_at_k(labels[idx], score[idx], k) for idx in groups]
         return np.array([np.nan if v is None else v for v in out], dtype=np.float64)
 

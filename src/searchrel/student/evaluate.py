@@ -33,9 +33,3 @@ def evaluate_student(
     title = f"student {student.meta.version} ({split})"
     write_evaluation(result, y_true, probs, out_dir, title=title)
     return result
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("student", "evaluate")

@@ -169,9 +169,3 @@ def gate_passed(out_dir: Path) -> bool:
     if not path.is_file():
         return False
     return bool(json.loads(path.read_text(encoding="utf-8")).get("passed"))
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("student", "gate")

@@ -17,8 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from searchrel.features.store import ENCODER_GRAPH_DIR
+
+# The serving bundle: what `student train` writes and the server loads.
 PROGRAM_FILE = "student.pt2"
 META_FILE = "student.json"
+BUNDLE_STORE_DIR = "item_store"  # the item store the server featurizes candidates from
+BUNDLE_ENCODER_DIR = ENCODER_GRAPH_DIR  # the exported ONNX query encoder, when there is one
 MAX_BATCH = 4096  # the exported program accepts 1..MAX_BATCH rows per call
 
 

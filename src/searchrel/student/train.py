@@ -26,11 +26,16 @@ from searchrel.features.embedder import USE_MULTILINGUAL, Embedder
 from searchrel.features.store import ENCODER_GRAPH_DIR, ItemStore
 from searchrel.schema import SCALAR_FEATURES
 from searchrel.student.dataset import FeatureRows, load_feature_rows, with_teacher_options
-from searchrel.student.model import ExportedStudent, StudentMeta, StudentNet, export_student
+from searchrel.student.model import (
+    BUNDLE_ENCODER_DIR,
+    BUNDLE_STORE_DIR,
+    ExportedStudent,
+    StudentMeta,
+    StudentNet,
+    export_student,
+)
 
 log = logging.getLogger(__name__)
-BUNDLE_STORE_DIR = "item_store"  # where the server looks for the store inside the bundle
-BUNDLE_ENCODER_DIR = ENCODER_GRAPH_DIR  # the exported ONNX query encoder, when there is one
 
 
 def row_weights(rows: FeatureRows, human_weight: float) -> np.ndarray:
@@ -198,9 +203,3 @@ def train_student(
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     log.info("student trained: %s", summary)
     return summary
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("student", "train")

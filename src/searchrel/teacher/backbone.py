@@ -23,9 +23,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-Quantize = Literal["none", "4bit"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-Attention = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 HALF = (torch.float16, torch.bfloat16)  # the dtypes FlashAttention-2 runs in
 
 # Adapter targets when none are configured: the first set whose modules the backbone has.

@@ -10,7 +10,7 @@ import numpy as np
 from searchrel import metrics
 from searchrel.config import Config
 from searchrel.evaluation_report import write_evaluation
-from searchrel.pairs import join_items
+from searchrel.item_join import join_items
 from searchrel.splits import split_of
 from searchrel.tables import read_table
 from searchrel.teacher.model import TeacherScorer
@@ -53,9 +53,3 @@ def evaluate_teacher(
     result["split"] = split
     write_evaluation(result, y_true, probs, out_dir, title=f"teacher {scorer.version} ({split})")
     return result
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("teacher", "evaluate")

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from searchrel.config import Config
-from searchrel.pairs import join_items
+from searchrel.item_join import join_items
 from searchrel.splits import split_of
 from searchrel.tables import read_table, write_quarantine
 from searchrel.teacher.backbone import autocast, autocast_dtype, default_device
@@ -234,9 +234,3 @@ def _evaluate_loss(
         total += float(torch.nn.functional.cross_entropy(logits, labels[b], reduction="sum"))
         correct += int((logits.argmax(-1) == labels[b]).sum())
     return total / len(idx), correct / len(idx)
-
-
-if __name__ == "__main__":
-    from searchrel.cli import module_main
-
-    module_main("teacher", "train")
