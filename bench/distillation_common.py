@@ -168,9 +168,9 @@ def teacher_scorer(
 ) -> TeacherScore:
     """The saved teacher scoring (query, item id) pairs in this process: K probabilities per
     pair, its item texts built per call (as a real-time teacher would have to)."""
-    from searchrel.teacher.model import TeacherScorer
+    from searchrel.teacher.ensemble import load_scorer
 
-    scorer = TeacherScorer(teacher_dir)
+    scorer = load_scorer(teacher_dir)
 
     def score(queries: list[str], item_ids: list[str]) -> np.ndarray:
         texts = scorer.item_texts([items_by_id[i] for i in item_ids])

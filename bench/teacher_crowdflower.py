@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/teacher_crowdflower.py                      # everything (hours on CPU)
     .venv/bin/python bench/teacher_crowdflower.py --folds 1 --max-length 64 --epochs 2
+    .venv/bin/python bench/teacher_crowdflower.py --protocol random --folds 1 \
+        --models prior embedding --teacher mpnet_full=bench/configs/teacher_mpnet_full.yaml \
+        --resume                           # a teacher variant per YAML; finished rows are kept
     .venv/bin/python bench/plot_teacher_crowdflower.py                 # docs/img/...png
 
 Protocols (see bench/crowdflower_folds.py): ``grouped`` = GroupKFold(5) on the query (test
@@ -20,6 +23,12 @@ Rows (models), all emitting 4-level probabilities scored by ``searchrel.metrics.
 * ``teacher``: the MiniLM LoRA cross-encoder through ``train_teacher`` + ``TeacherScorer``,
   fields title + description (all that CrowdFlower items carry).
 * ``teacher_title``: the same with fields = [title] (ablation).
+* ``--teacher NAME=CONFIG.yaml``: a teacher variant, its ``teacher:`` section read from the
+  YAML (full fine-tuning, MPNet, the ordinal objective, an ensemble via ``members``); fields,
+  budgets and training settings come from the YAML, the bench's CLI overrides still apply.
+
+``--resume`` keeps every (protocol, fold, model) row already in ``--out`` and runs the rest, so
+a long run that was cut (or one extended by a new variant) continues where it stopped.
 
 Every model is read two ways: the argmax level (``accuracy``, ``qwk``) and the expected score
 decoded with ``K - 1`` cutoffs that ``searchrel.metrics.fit_qwk_cutoffs`` fits for QWK on the
@@ -51,6 +60,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import cohen_kappa_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -104,6 +114,11 @@ KEEP = (
     "confusion_matrix_cutoffs",
     "predicted_distribution_cutoffs",
 )
+VARIANT_SETTINGS = {  # what a teacher row records of its config
+    *("base_model", "finetune", "objective", "ordinal_weight", "members", "epochs"),
+    *("learning_rate", "layer_decay", "warmup", "batch_size", "max_length", "field_max_tokens"),
+    *("precision", "bucket_by_length", "lora_r"),
+}
 TIMINGS = ("train_seconds", "score_seconds", "score_pairs_per_s")
 NO_TEST_QUERIES = 0.0  # the bench's folds hold out the test rows, not train_teacher
 EMBED_CHARS = 1000  # item text cut for the bi-encoder, as the feature store does
@@ -362,25 +377,27 @@ class Runner:
             write_table(frame, path, "judgments", LEVELS)
         return path
 
-    def teacher_config(self, fields: list[str], plan: FoldPlan) -> Config:
+    def teacher_config(self, name: str, plan: FoldPlan) -> Config:
         a = self.args
-        teacher: dict[str, Any] = {"fields": fields, "resume": False, "seed": a.seed}
+        teacher: dict[str, Any] = {"resume": False, "seed": a.seed}
+        if name in TEACHER_FIELDS:
+            teacher["fields"] = TEACHER_FIELDS[name]
         for key in ("epochs", "max_length", "field_max_tokens", "batch_size", "learning_rate"):
             if getattr(a, key) is not None:
                 teacher[key] = getattr(a, key)
         return load_config(
-            a.config,
+            a.teacher_variants.get(name, a.config),
             overrides={"data": plan.data_cfg.model_dump(), "teacher": teacher},
         )
 
     def run_teacher(
         self, plan: FoldPlan, name: str
     ) -> tuple[np.ndarray, float, float, dict[str, Any]]:
-        from searchrel.teacher.model import TeacherScorer
+        from searchrel.teacher.ensemble import load_scorer
         from searchrel.teacher.train import train_teacher
 
         judgments_path = self._write_fold_judgments(plan)
-        cfg = self.teacher_config(TEACHER_FIELDS[name], plan)
+        cfg = self.teacher_config(name, plan)
         out = self.work / plan.protocol / f"fold{plan.fold}" / name
         if out.exists():
             shutil.rmtree(out)  # never resume: the train time must be a whole run's
@@ -396,7 +413,7 @@ class Runner:
         ):
             raise AssertionError(f"train_teacher split differs from the plan: {summary}")
         test = self.rows(plan.test_idx)
-        scorer = TeacherScorer(out)
+        scorer = load_scorer(out)
         started = time.perf_counter()
         texts = scorer.item_texts([self.items_by_id[i] for i in test["item_id"]])
         with tqdm(total=len(test), desc=f"{name} scoring", unit="pair", leave=False) as bar:
@@ -413,17 +430,23 @@ class Runner:
             scorer.item_texts([self.items_by_id[i] for i in val["item_id"]]),
             batch_size=cfg.teacher.label_batch_size,
         )
+        val_pred = val_probs.argmax(axis=1) + 1
+        val_true = val["label"].to_numpy()
+        t = cfg.teacher
         extra = {
             "_val_probs": val_probs.astype(np.float64),
-            "fields": TEACHER_FIELDS[name],
+            "val_accuracy": float((val_pred == val_true).mean()),
+            "val_qwk": float(cohen_kappa_score(val_true, val_pred, weights="quadratic")),
+            "fields": list(t.fields),
+            "teacher_config": t.model_dump(include=VARIANT_SETTINGS),
             "epochs_run": summary["epochs_run"],
-            "best_val_loss": summary["best_val_loss"],
-            "history": summary["history"],
+            "best_val_loss": summary.get("best_val_loss"),
+            "history": summary.get("history") or summary.get("member_history"),
             "train_loop_seconds": summary["seconds"],
-            "train_pairs_per_s": round(len(plan.train_idx) * summary["epochs_run"] / train_s, 2),
+            "train_pairs_per_s": summary.get("train_pairs_per_s"),
             "device": str(scorer.device),
-            "quantize": cfg.teacher.quantize,
-            "base_model": cfg.teacher.base_model,
+            "quantize": t.quantize,
+            "base_model": t.base_model,
         }
         if cuda:
             extra["gpu"] = torch.cuda.get_device_name()
@@ -432,7 +455,7 @@ class Runner:
         return probs.astype(np.float64), train_s, score_s, extra
 
     def run(self, model: str, plan: FoldPlan) -> dict[str, Any]:
-        if model in TEACHER_FIELDS:
+        if model in TEACHER_FIELDS or model in self.args.teacher_variants:
             probs, train_s, score_s, extra = self.run_teacher(plan, model)
         else:
             probs, train_s, score_s, extra = getattr(self, f"run_{model}")(plan)
@@ -484,15 +507,17 @@ def summarize(folds: list[dict[str, Any]], models: list[str]) -> dict[str, Any]:
     return out
 
 
-def teacher_vs_embedding(folds: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
+def teacher_vs_embedding(
+    folds: list[dict[str, Any]], summary: dict[str, Any], teacher: str = "teacher"
+) -> dict[str, Any]:
     """Teacher accuracy / embedding accuracy: the paper's +19.7% (vs SearchSAGE embeddings)."""
-    if "teacher" not in summary or "embedding" not in summary:
+    if teacher not in summary or "embedding" not in summary:
         return {}
-    t, e = summary["teacher"]["accuracy"]["mean"], summary["embedding"]["accuracy"]["mean"]
+    t, e = summary[teacher]["accuracy"]["mean"], summary["embedding"]["accuracy"]["mean"]
     per_fold = [
-        f["models"]["teacher"]["accuracy"] / f["models"]["embedding"]["accuracy"]
+        f["models"][teacher]["accuracy"] / f["models"]["embedding"]["accuracy"]
         for f in folds
-        if "teacher" in f["models"] and "embedding" in f["models"]
+        if teacher in f["models"] and "embedding" in f["models"]
     ]
     ratio = t / e if t is not None and e else None
     return {
@@ -515,6 +540,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--protocol", choices=[*PROTOCOLS, "both"], default="both")
     p.add_argument("--folds", type=int, default=N_SPLITS, help="test folds to run (of 5)")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    p.add_argument(
+        "--teacher",
+        action="append",
+        default=[],
+        metavar="NAME=CONFIG.yaml",
+        help="a teacher variant row: its teacher section from the YAML (repeatable)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="keep the rows already in --out; run the rest"
+    )
     p.add_argument("--epochs", type=int, help="teacher epochs (default: the config's)")
     p.add_argument("--max-length", type=int, help="teacher tokens (default: the config's)")
     p.add_argument("--field-max-tokens", type=int, help="teacher per-field token budget")
@@ -541,6 +576,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--folds must lie in 1..{N_SPLITS}")
     if not 0 < args.val_fraction < 1:
         p.error("--val-fraction must lie in (0, 1)")
+    args.teacher_variants = {}
+    for spec in args.teacher:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or name in MODELS or not Path(path).is_file():
+            p.error(f"--teacher {spec!r}: want NAME=CONFIG.yaml, a new name and a file")
+        args.teacher_variants[name] = Path(path)
+    args.rows = [*args.models, *args.teacher_variants]
     return args
 
 
@@ -551,7 +593,8 @@ def settings_of(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         "protocols": PROTOCOLS if args.protocol == "both" else [args.protocol],
         "folds_run": args.folds,
         "n_splits": N_SPLITS,
-        "models": args.models,
+        "models": args.rows,
+        "teacher_variants": {k: str(v) for k, v in args.teacher_variants.items()},
         "teacher": {
             "base_model": t.base_model,
             "epochs": pick(args.epochs, t.epochs),
@@ -623,18 +666,24 @@ def main(argv: list[str] | None = None) -> int:
     if "embedding" in args.models:
         result["embedding_encode"] = runner.precompute_embeddings(plans)
 
+    earlier = _earlier_folds(args.out) if args.resume else {}
+
     def write() -> None:
         result["seconds"] = round(time.perf_counter() - started, 1)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
     with logging_redirect_tqdm():
-        bar = tqdm(total=len(plans) * len(args.models), desc="crowdflower", unit="run")
+        bar = tqdm(total=len(plans) * len(args.rows), desc="crowdflower", unit="run")
         for plan in plans:
-            fold = {"fold": plan.fold, **plan.info, "models": {}}
+            kept = earlier.get((plan.protocol, plan.fold), {})
+            fold = {"fold": plan.fold, **plan.info, "models": kept}
             result["protocols"][plan.protocol]["folds"].append(fold)
             log.info("%s fold %d: %s", plan.protocol, plan.fold, plan.info)
-            for model in args.models:
+            for model in args.rows:
+                if model in kept:
+                    bar.update(1)
+                    continue
                 bar.set_postfix_str(f"{plan.protocol} fold {plan.fold} {model}")
                 res = runner.run(model, plan)
                 fold["models"][model] = res
@@ -651,16 +700,35 @@ def main(argv: list[str] | None = None) -> int:
                     res["score_pairs_per_s"],
                 )
                 bar.update(1)
+                write()  # after every row: a teacher row is tens of minutes
             block = result["protocols"][plan.protocol]
-            block["summary"] = summarize(block["folds"], args.models)
-            block["teacher_vs_embedding_accuracy"] = teacher_vs_embedding(
-                block["folds"], block["summary"]
-            )
+            block["summary"] = summarize(block["folds"], sorted(_row_names(block["folds"])))
+            block["teacher_vs_embedding_accuracy"] = {
+                name: teacher_vs_embedding(block["folds"], block["summary"], name)
+                for name in block["summary"]
+                if name in TEACHER_FIELDS or name in args.teacher_variants
+            }
             write()  # after every fold, so a long run that dies keeps what it measured
         bar.close()
     write()
     print(args.out)
     return 0
+
+
+def _earlier_folds(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """The rows an earlier run wrote to ``path``, by (protocol, fold)."""
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        (protocol, fold["fold"]): fold["models"]
+        for protocol, block in old.get("protocols", {}).items()
+        for fold in block.get("folds", [])
+    }
+
+
+def _row_names(folds: list[dict[str, Any]]) -> set[str]:
+    return {name for fold in folds for name in fold["models"]}
 
 
 def _fmt(value: float | None) -> str:

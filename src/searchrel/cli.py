@@ -126,10 +126,22 @@ def teacher_train_cmd(
     out: Annotated[Path, typer.Option(help="teacher directory to write")],
     config: ConfigOpt = None,
 ) -> None:
-    """Fine-tune the LoRA cross-encoder teacher on human judgments."""
+    """Fine-tune the cross-encoder teacher on human judgments (LoRA or full; one or an ensemble)."""
     from searchrel.teacher.train import train_teacher
 
     _print(train_teacher(items, judgments, out, _cfg(config)))
+
+
+@teacher_app.command("ensemble")
+def teacher_ensemble_cmd(
+    members: Annotated[list[Path], typer.Argument(help="saved teacher directories (two or more)")],
+    out: Annotated[Path, typer.Option(help="ensemble directory to write")],
+) -> None:
+    """Make one teacher of several trained ones: their probabilities are averaged."""
+    from searchrel.teacher.ensemble import write_ensemble
+
+    version = write_ensemble(out, members)
+    _print({"stage": "teacher-ensemble", "teacher_version": version, "members": len(members)})
 
 
 @teacher_app.command("evaluate")
@@ -519,8 +531,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from searchrel.gitops import DeployError
     from searchrel.model_source import ModelSourceError
     from searchrel.tables import ContractError
+    from searchrel.teacher.ensemble import EnsembleError
 
-    return (*USER_ERRORS, ContractError, ModelSourceError, DeployError)
+    return (*USER_ERRORS, ContractError, ModelSourceError, DeployError, EnsembleError)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # The one setting through which code finds ../shared (CrowdFlower, CRDs); the env var wins.
 SHARED_DIR_ENV = "SEARCHREL_SHARED_DIR"
@@ -46,12 +46,15 @@ class TeacherConfig(Strict):
     ]
     field_max_tokens: int = 48  # token budget per field so no field crowds out the others
     max_length: int = 192  # total tokens of query + item text
+    # lora: adapters on a frozen base (LLMs, qLoRA); full: every weight trains (small encoders)
+    finetune: Literal["lora", "full"] = "lora"
     lora_r: int = 16  # LoRA rank
     lora_alpha: int = 32  # LoRA scaling numerator
     lora_dropout: float = 0.05  # dropout on the LoRA path
     target_modules: list[str] = []  # modules that get adapters; empty: per-architecture default
     quantize: Literal["none", "4bit"] = "none"  # 4bit: NF4 base weights via bitsandbytes (qLoRA)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: GPU bf16/fp16, CPU fp32
+    # auto: GPU bf16/fp16; CPU bf16 where it has native bf16 (AVX512-BF16, AMX), else fp32
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False  # recompute activations: less memory, slower (cluster: on)
     # auto: flash_attention_2 on CUDA in fp16/bf16 when flash_attn imports, otherwise sdpa
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
@@ -59,12 +62,26 @@ class TeacherConfig(Strict):
     batch_size: int = 16  # pairs per optimizer step
     learning_rate: float = 1e-3  # AdamW learning rate for adapters and head
     weight_decay: float = 0.01  # AdamW weight decay
+    warmup: float = Field(0.1, ge=0, lt=1)  # share of steps the learning rate warms up over
+    # below 1: each layer down from the head learns this factor slower (keeps pretraining)
+    layer_decay: float = Field(1.0, gt=0, le=1)
+    # ce: cross-entropy; ordinal: cross-entropy + ordinal_weight x (expected level - label)^2
+    objective: Literal["ce", "ordinal"] = "ce"
+    ordinal_weight: float = Field(0.5, ge=0)  # weight of the squared expected-level error
+    bucket_by_length: bool = True  # batches of similar length (less padding), shuffled order
+    members: int = Field(1, ge=1)  # >1: an ensemble of this many seeds, soft labels averaged
     use_weights: bool = True  # weight examples by rater agreement when the data has weights
     patience: int = 2  # epochs without validation improvement before stopping
     seed: int = 13  # seeds torch, numpy and the data order
     resume: bool = True  # continue from out_dir/checkpoint when the same config and data wrote it
     label_batch_size: int = 64  # most pairs per forward pass when labeling
     label_batch_tokens: int = 8192  # most padded tokens per labeling batch (length-sorted)
+
+    @model_validator(mode="after")
+    def _full_weights_train_unquantized(self) -> TeacherConfig:
+        if self.finetune == "full" and self.quantize != "none":
+            raise ValueError("finetune: full trains every weight; it needs quantize: none")
+        return self
 
 
 class LabelConfig(Strict):

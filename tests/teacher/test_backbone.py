@@ -111,8 +111,15 @@ def test_gradient_checkpointing_still_gives_nonzero_lora_gradients(
     assert all(g is not None and g.abs().sum() > 0 for g in grads.values())
 
 
-def test_precision_auto_is_fp32_on_cpu_and_half_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert autocast_dtype("auto", CPU) is None
+def test_precision_auto_is_bf16_only_on_a_cpu_with_native_bf16_and_half_on_cuda(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for flags, expected in (("fpu avx512f avx512_bf16", torch.bfloat16), ("fpu avx2", None)):
+        (tmp_path / "cpuinfo").write_text(f"flags\t\t: {flags}\n", encoding="utf-8")
+        monkeypatch.setattr(backbone, "CPUINFO", str(tmp_path / "cpuinfo"))
+        backbone.cpu_has_native_bf16.cache_clear()
+        assert autocast_dtype("auto", CPU) is expected
+    backbone.cpu_has_native_bf16.cache_clear()
     assert autocast_dtype("bf16", CPU) is torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert autocast_dtype("auto", torch.device("cuda")) is torch.float16
@@ -158,7 +165,7 @@ def test_eager_and_sdpa_attention_give_the_same_probabilities(
     texts = [*TEXTS, "title: a tall blue vase with a narrow neck for single stems"]
     probs = {}
     for attn in ("eager", "sdpa"):
-        scorer = TeacherScorer(tmp_path, device="cpu", attn_implementation=attn)
+        scorer = TeacherScorer(tmp_path, device="cpu", precision="fp32", attn_implementation=attn)
         assert scorer.model.config._attn_implementation == attn
         probs[attn] = scorer.predict_proba(queries, texts, batch_size=3)  # one padded batch
     assert probs["eager"].std(axis=0).max() > 1e-4  # pairs score differently: a real check

@@ -1,4 +1,5 @@
-"""The fine-tuned teacher as a labeler: the cross-encoder scoring on this machine (CPU or GPU)."""
+"""The fine-tuned teacher (one, or an ensemble) as a labeler: the cross-encoder scoring on this
+machine (CPU or GPU)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from searchrel.text import clean_text
 
 
 class TeacherLabeler:
-    """A saved teacher directory; implements the labeler protocol."""
+    """A saved teacher or ensemble directory; implements the labeler protocol."""
 
     def __init__(self, teacher_dir: Path, cfg: Config):
-        from searchrel.teacher.model import TeacherScorer
+        from searchrel.teacher.ensemble import load_scorer
 
         self.threads = configure_torch_threads(cfg.label.threads)  # 0: the CPUs it may use
         precision = None if cfg.label.precision == "auto" else cfg.label.precision
-        self.scorer = TeacherScorer(
+        self.scorer = load_scorer(
             teacher_dir, precision=precision, attn_implementation=cfg.teacher.attn_implementation
         )
         self.version = self.scorer.version

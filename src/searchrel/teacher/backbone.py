@@ -11,7 +11,9 @@ transformers' default: sdpa, or FlashAttention-2 where it can run.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -32,10 +34,13 @@ DEFAULT_TARGETS: tuple[tuple[str, ...], ...] = (
     ("query", "key", "value", "dense"),  # BERT, MiniLM, RoBERTa, XLM-R
     ("query_proj", "key_proj", "value_proj", "dense"),  # DeBERTa-v2/v3
     ("q_lin", "k_lin", "v_lin", "out_lin"),  # DistilBERT
+    ("q", "k", "v", "o", "dense"),  # MPNet (all-mpnet-base-v2)
     ("qkv_proj", "o_proj"),  # Phi-3
 )
 HEADS = ("classifier", "score")  # the classification head: encoders, decoders
 POOLER = "pooler"  # BERT-like encoders' tanh(dense([CLS])), between the encoder and the head
+CPUINFO = "/proc/cpuinfo"
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # the CPU flags of native bf16 arithmetic
 BNB_CPU_PACKING = "support_avx512bf16_for_cpu"  # Linear4bit's switch for its CPU inference layout
 
 
@@ -54,11 +59,23 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), read from the kernel's
+    CPU flags. Elsewhere bf16 autocast is emulated and slower than fp32, so never assumed."""
+    try:
+        flags = Path(CPUINFO).read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux
+        return False
+    return bool(NATIVE_BF16_FLAGS & set(flags.split()))
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The mixed-precision dtype (None: plain fp32); auto is bf16/fp16 on CUDA, fp32 on CPU."""
+    """The mixed-precision dtype (None: plain fp32); auto is bf16/fp16 on CUDA, bf16 on a CPU
+    with native bf16, fp32 on other CPUs."""
     if precision == "auto":
         if device.type != "cuda":
-            return None
+            return torch.bfloat16 if cpu_has_native_bf16() else None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
@@ -86,6 +103,28 @@ def attention_implementation(requested: str, device: torch.device, dtype: torch.
     if device.type == "cuda" and dtype in HALF and flash_attn_available():
         return "flash_attention_2"
     return "sdpa"
+
+
+def supports_sdpa(path: str) -> bool:
+    """Whether transformers has an sdpa attention for this architecture (MPNet has none)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+
+    config = AutoConfig.from_pretrained(path)
+    try:
+        model_class = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)]
+    except KeyError:  # not a sequence classifier: from_pretrained will say so
+        return True
+    return bool(getattr(model_class, "_supports_sdpa", False))
+
+
+def backbone_attention(path: str, requested: str, device: torch.device, dtype: torch.dtype) -> str:
+    """``attention_implementation`` for this backbone: auto falls back to eager where the
+    architecture has no sdpa kernel; an explicit request is passed on as configured."""
+    chosen = attention_implementation(requested, device, dtype)
+    if requested == "auto" and chosen == "sdpa" and not supports_sdpa(path):
+        return "eager"
+    return chosen
 
 
 def load_backbone(
@@ -118,8 +157,8 @@ def load_backbone(
             dtype=torch.float32,
             device_map={"": target},
             # fp32 activations around the 4-bit weights: auto never picks FlashAttention here
-            attn_implementation=attention_implementation(
-                attn_implementation, device, torch.float32
+            attn_implementation=backbone_attention(
+                path, attn_implementation, device, torch.float32
             ),
         )
         if device.type == "cpu":
@@ -130,7 +169,7 @@ def load_backbone(
             path,
             num_labels=levels,
             dtype=dtype,
-            attn_implementation=attention_implementation(attn_implementation, device, dtype),
+            attn_implementation=backbone_attention(path, attn_implementation, device, dtype),
         ).to(device)
     else:
         raise ValueError(f"unknown quantize {quantize!r}: none or 4bit")

@@ -63,3 +63,32 @@ def pad_batch(
                 arr[row, :n] = values
         out[key] = arr
     return out
+
+
+BUCKET_POOL = 50  # batches per pool that is sorted by length: wide enough to bucket, still random
+
+
+def training_batches(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator, by_length: bool
+) -> list[np.ndarray]:
+    """One epoch's batches of positions into ``lengths``, every position exactly once.
+
+    ``by_length``: shuffle, cut into pools of ``BUCKET_POOL`` batches, sort each pool by length
+    and shuffle the batches, so that every batch holds pairs of similar length (little padding)
+    while the epoch still visits the data in a random order. Otherwise a plain shuffle.
+    """
+    order = rng.permutation(len(lengths))
+    if by_length:
+        pool = BUCKET_POOL * batch_size
+        sizes = np.asarray(lengths, dtype=np.int64)
+        order = np.concatenate(
+            [
+                chunk[np.argsort(sizes[chunk], kind="stable")]
+                for chunk in (order[i : i + pool] for i in range(0, len(order), pool))
+            ]
+            or [order]
+        )
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if by_length:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches

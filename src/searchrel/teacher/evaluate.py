@@ -13,7 +13,7 @@ from searchrel.evaluation_report import write_evaluation
 from searchrel.item_join import join_items
 from searchrel.splits import split_of
 from searchrel.tables import read_table
-from searchrel.teacher.model import TeacherScorer
+from searchrel.teacher.ensemble import load_scorer
 
 
 def evaluate_teacher(
@@ -24,7 +24,7 @@ def evaluate_teacher(
     cfg: Config,
     split: str = "test",
 ) -> dict[str, Any]:
-    scorer = TeacherScorer(teacher_dir, attn_implementation=cfg.teacher.attn_implementation)
+    scorer = load_scorer(teacher_dir, attn_implementation=cfg.teacher.attn_implementation)
     levels = scorer.meta.levels
     items = read_table(items_path, "items")
     judgments = read_table(judgments_path, "judgments", levels)

@@ -1,7 +1,9 @@
-"""The teacher: a K-class cross-encoder (any Hugging Face backbone) with LoRA adapters.
+"""The teacher: a K-class cross-encoder (any Hugging Face backbone), LoRA or fully fine-tuned.
 
-The classification head is in ``modules_to_save`` so that it is trained and saved with the
-adapters; the saved directory holds the adapters, the head, the tokenizer and ``teacher.json``.
+``teacher.finetune: lora`` trains adapters on a frozen (optionally 4-bit) base; the head is in
+``modules_to_save`` so that it is trained and saved with them, and the saved directory holds
+``adapter/`` (adapters, head, tokenizer) and ``teacher.json``. ``finetune: full`` trains every
+weight of a small encoder and saves the whole model once as safetensors in ``model/``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from searchrel.teacher.encoding import encode_pairs, item_texts
 __all__ = ["TeacherMeta", "TeacherScorer", "build_teacher", "load_tokenizer", "save_teacher"]
 
 META_FILE = "teacher.json"
-ADAPTER_DIR = "adapter"
+ADAPTER_DIR = "adapter"  # finetune lora: the adapters, the head and the tokenizer
+MODEL_DIR = "model"  # finetune full: the whole model (safetensors) and the tokenizer
 
 
 @dataclass
@@ -50,6 +53,7 @@ class TeacherMeta:
     max_length: int
     quantize: str = "none"  # how the base was loaded for training; scoring loads it alike
     precision: str = "auto"
+    finetune: str = "lora"  # lora: adapters in adapter/; full: the whole model in model/
     version: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -60,11 +64,17 @@ class TeacherMeta:
     def load(cls, directory: Path) -> TeacherMeta:
         return cls(**json.loads((directory / META_FILE).read_text(encoding="utf-8")))
 
+    @property
+    def weights_dir(self) -> str:
+        """The subdirectory with the trained weights and the tokenizer."""
+        return MODEL_DIR if self.finetune == "full" else ADAPTER_DIR
+
 
 def build_teacher(
     cfg: TeacherConfig, levels: int, device: torch.device | None = None
-) -> tuple[PeftModel, PreTrainedTokenizerBase]:
-    """A fresh LoRA (or qLoRA) cross-encoder on the configured backbone, ready to train."""
+) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """A fresh cross-encoder on the configured backbone, ready to train: LoRA (or qLoRA)
+    adapters on a frozen base, or, with ``finetune: full``, the whole model trainable."""
     device = device or default_device()
     path = resolve_model_source(cfg.base_model)
     tokenizer = load_tokenizer(path)
@@ -73,6 +83,9 @@ def build_teacher(
         path, levels, tokenizer.pad_token_id, cfg.quantize, device, amp, cfg.attn_implementation
     )
     prepare_for_training(base, cfg.quantize == "4bit", cfg.gradient_checkpointing)
+    if cfg.finetune == "full":
+        base.requires_grad_(True)
+        return base, tokenizer
     lora = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=cfg.lora_r,
@@ -88,21 +101,30 @@ def build_teacher(
     return model, tokenizer
 
 
-def adapter_version(directory: Path) -> str:
-    """A content hash of the saved adapters: the teacher version written with every label."""
+def weights_version(directory: Path, meta: TeacherMeta) -> str:
+    """A content hash of the saved weights (adapters, or the whole fine-tuned model): the
+    teacher version written with every label."""
     digest = hashlib.sha256()
-    for path in sorted((directory / ADAPTER_DIR).glob("*.safetensors")):
-        digest.update(path.read_bytes())
+    for path in sorted((directory / meta.weights_dir).glob("*.safetensors")):
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     return f"teacher-{digest.hexdigest()[:12]}"
 
 
 def save_teacher(
-    model: PeftModel, tokenizer: PreTrainedTokenizerBase, meta: TeacherMeta, directory: Path
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    meta: TeacherMeta,
+    directory: Path,
 ) -> TeacherMeta:
+    """Write the weights (adapters, or the whole model once as safetensors), the tokenizer and
+    ``teacher.json``; the returned meta carries the version."""
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(directory / ADAPTER_DIR))
-    tokenizer.save_pretrained(str(directory / ADAPTER_DIR))
-    meta.version = adapter_version(directory)
+    weights = directory / meta.weights_dir
+    model.save_pretrained(str(weights))  # type: ignore[operator]  # PeftModel or PreTrainedModel
+    tokenizer.save_pretrained(str(weights))
+    meta.version = weights_version(directory, meta)
     meta.save(directory)
     return meta
 
@@ -124,9 +146,11 @@ class TeacherScorer:
         self.meta = TeacherMeta.load(self.directory)
         self.device = torch.device(device) if device else default_device()
         self.amp = autocast_dtype(precision or self.meta.precision, self.device)
-        self.tokenizer = load_tokenizer(str(self.directory / ADAPTER_DIR))
+        weights = str(self.directory / self.meta.weights_dir)
+        self.tokenizer = load_tokenizer(weights)
+        full = self.meta.finetune == "full"
         base = load_backbone(
-            resolve_model_source(self.meta.base_model),
+            weights if full else resolve_model_source(self.meta.base_model),
             self.meta.levels,
             self.tokenizer.pad_token_id,
             self.meta.quantize,
@@ -134,7 +158,10 @@ class TeacherScorer:
             self.amp,
             attn_implementation,
         )
-        peft_model = PeftModel.from_pretrained(base, str(self.directory / ADAPTER_DIR))
+        if full:
+            self.model: torch.nn.Module = base.eval()
+            return
+        peft_model = PeftModel.from_pretrained(base, weights)
         # Adapters merge into full-precision weights; on a 4-bit base they stay beside it.
         model = peft_model if self.meta.quantize == "4bit" else peft_model.merge_and_unload()
         self.model = model.eval()

@@ -1,4 +1,5 @@
-"""Fine-tune the teacher on human judgments: (q)LoRA on a K-class cross-encoder.
+"""Fine-tune the teacher on human judgments: (q)LoRA or full fine-tuning of a K-class
+cross-encoder, optionally several seeds at once as an ensemble.
 
 Training uses the queries of the train split; early stopping watches the validation queries;
 test queries are never seen (they score the teacher and the student alike).
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -16,13 +18,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import cohen_kappa_score
 from tqdm.auto import tqdm
 
-from searchrel.config import Config
+from searchrel.config import Config, TeacherConfig
 from searchrel.item_join import join_items
 from searchrel.splits import split_of
 from searchrel.tables import read_table, write_quarantine
 from searchrel.teacher.backbone import autocast, autocast_dtype, default_device
+from searchrel.teacher.batching import training_batches
 from searchrel.teacher.checkpoint import (
     CHECKPOINT_DIR,
     Trainer,
@@ -34,9 +38,12 @@ from searchrel.teacher.checkpoint import (
     trainable_state,
 )
 from searchrel.teacher.encoding import encode_pairs, item_texts
+from searchrel.teacher.ensemble import MEMBERS_DIR, write_ensemble
+from searchrel.teacher.losses import pair_losses
 from searchrel.teacher.model import TeacherMeta, build_teacher, save_teacher
 
 log = logging.getLogger(__name__)
+SUMMARY_FILE = "summary.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -46,19 +53,93 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    order = rng.permutation(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")  # encoder.layer.3. (BERT, MPNet), layers.3.
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, layer_decay: float) -> list[dict[str, Any]]:
+    """The trainable weights in AdamW groups with layer-wise learning rates.
+
+    The head (and anything above the last layer) learns at ``lr``, each layer below it
+    ``layer_decay`` times slower, the embeddings slowest: the layers that hold the most general
+    pretrained knowledge move least, which is what keeps a fine-tuned encoder from forgetting.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if layer_decay == 1.0:
+        return [{"params": [p for _, p in named], "lr": lr}]
+    found = [LAYER_INDEX.search(n) for n, _ in named]
+    depth = 1 + max((int(m.group(1)) for m in found if m), default=-1)
+    groups: dict[int, list[torch.nn.Parameter]] = {}
+    for (name, param), match in zip(named, found, strict=True):
+        # Not in a layer: below every layer (the embeddings) or above (the head, the pooler).
+        layer = int(match.group(1)) + 1 if match else 0 if "embed" in name else depth + 1
+        groups.setdefault(layer, []).append(param)
+    return [
+        {"params": params, "lr": lr * layer_decay ** (depth + 1 - layer)}
+        for layer, params in sorted(groups.items())
+    ]
 
 
 def train_teacher(
     items_path: Path, judgments_path: Path, out_dir: Path, cfg: Config
 ) -> dict[str, Any]:
-    """Train, early-stop on validation queries, save adapters + head; return the summary.
+    """Train, early-stop on validation queries, save the teacher; return the summary.
 
-    After every epoch a checkpoint goes to ``out_dir/checkpoint``; a rerun with the same config
-    and data resumes from it (``teacher.resume``). A finished run removes it.
+    With ``teacher.members`` above 1, that many seeds train into ``out_dir/members/`` and
+    ``out_dir`` becomes an ensemble of them (see ``teacher.ensemble``); finished members are
+    kept when a cut run is started again.
     """
+    if cfg.teacher.members > 1:
+        return train_ensemble(items_path, judgments_path, out_dir, cfg)
+    return train_single(items_path, judgments_path, out_dir, cfg)
+
+
+def train_ensemble(
+    items_path: Path, judgments_path: Path, out_dir: Path, cfg: Config
+) -> dict[str, Any]:
+    """``teacher.members`` teachers that differ only in their seed, then their ensemble."""
+    started = time.perf_counter()
+    members: list[Path] = []
+    summaries: list[dict[str, Any]] = []
+    for k in range(cfg.teacher.members):
+        teacher = cfg.teacher.model_copy(update={"members": 1, "seed": cfg.teacher.seed + k})
+        member_cfg = cfg.model_copy(update={"teacher": teacher})
+        member_dir = out_dir / MEMBERS_DIR / f"member-{k + 1}"
+        key = fingerprint(member_cfg, items_path, judgments_path)
+        done = member_dir / SUMMARY_FILE
+        summary = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else {}
+        if summary.get("fingerprint") != key:
+            log.info("teacher ensemble: training member %d of %d", k + 1, cfg.teacher.members)
+            summary = train_single(items_path, judgments_path, member_dir, member_cfg)
+        members.append(member_dir)
+        summaries.append(summary)
+    version = write_ensemble(out_dir, members)
+    summary = {
+        "stage": "teacher-train",
+        "teacher_version": version,
+        "members": [s["teacher_version"] for s in summaries],
+        "base_model": cfg.teacher.base_model,
+        "levels": cfg.data.levels,
+        "train_pairs": summaries[0]["train_pairs"],
+        "val_pairs": summaries[0]["val_pairs"],
+        "epochs_run": sum(s["epochs_run"] for s in summaries),
+        "member_history": [s["history"] for s in summaries],
+        "train_pairs_per_s": round(
+            sum(s["train_pairs"] * len(s["epoch_train_seconds"]) for s in summaries)
+            / max(sum(sum(s["epoch_train_seconds"]) for s in summaries), 1e-9),
+            2,
+        ),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def train_single(
+    items_path: Path, judgments_path: Path, out_dir: Path, cfg: Config
+) -> dict[str, Any]:
+    """One teacher. After every epoch a checkpoint goes to ``out_dir/checkpoint``; a rerun
+    with the same config and data resumes from it (``teacher.resume``). A finished run
+    removes it."""
     tcfg, levels = cfg.teacher, cfg.data.levels
     seed_everything(tcfg.seed)
     items = read_table(items_path, "items")
@@ -87,20 +168,18 @@ def train_teacher(
         batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
         return {k: v.to(device) for k, v in batch.items()}
 
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=tcfg.learning_rate,
-        weight_decay=tcfg.weight_decay,
-    )
+    groups = parameter_groups(model, tcfg.learning_rate, tcfg.layer_decay)
+    optimizer = torch.optim.AdamW(groups, lr=tcfg.learning_rate, weight_decay=tcfg.weight_decay)
     steps_per_epoch = -(-len(train_idx) // tcfg.batch_size)
+    train_lengths = [len(enc["input_ids"][i]) for i in train_idx]
     trainer = Trainer(
         model=model,
         optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
-            max_lr=tcfg.learning_rate,
+            max_lr=[g["lr"] for g in groups],
             total_steps=steps_per_epoch * tcfg.epochs,
-            pct_start=0.1,
+            pct_start=tcfg.warmup,
         ),
         scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16),
         rng=np.random.default_rng(tcfg.seed),
@@ -109,15 +188,18 @@ def train_teacher(
     state = (load_checkpoint(ckpt_dir, trainer, key) if tcfg.resume else None) or TrainState()
     resumed_from = state.epoch
     started = time.perf_counter()
+    epoch_seconds: list[float] = []  # this run's epochs (a resumed run has not timed the rest)
     while state.epoch < tcfg.epochs and not state.stopped:
         bar = tqdm(
-            _batches(len(train_idx), tcfg.batch_size, trainer.rng),
+            training_batches(train_lengths, tcfg.batch_size, trainer.rng, tcfg.bucket_by_length),
             desc=f"teacher epoch {state.epoch + 1}/{tcfg.epochs}",
             unit="batch",
         )
-        train_loss = _train_epoch(trainer, bar, train_idx, batch_inputs, labels, weights, amp)
-        val_loss, val_acc = _evaluate_loss(
-            model, batch_inputs, labels, val_idx, tcfg.batch_size, device, amp
+        epoch_started = time.perf_counter()
+        train_loss = _train_epoch(trainer, bar, train_idx, batch_inputs, labels, weights, tcfg)
+        epoch_seconds.append(round(time.perf_counter() - epoch_started, 2))
+        val_loss, val_acc, val_qwk = _evaluate(
+            model, batch_inputs, labels, val_idx, tcfg, device, amp
         )
         state.epoch += 1
         state.history.append(
@@ -126,6 +208,7 @@ def train_teacher(
                 "train_loss": train_loss,
                 "val_loss": val_loss,
                 "val_acc": val_acc,
+                "val_qwk": val_qwk,
             }
         )
         log.info("epoch %d: %s", state.epoch, state.history[-1])
@@ -149,6 +232,7 @@ def train_teacher(
         max_length=tcfg.max_length,
         quantize=tcfg.quantize,
         precision=tcfg.precision,
+        finetune=tcfg.finetune,
         history=state.history,
     )
     meta = save_teacher(model, tokenizer, meta, out_dir)
@@ -169,15 +253,23 @@ def train_teacher(
         "levels": levels,
         "train_pairs": len(train_idx),
         "val_pairs": len(val_idx),
+        "finetune": tcfg.finetune,
+        "objective": tcfg.objective,
         "epochs_run": len(state.history),
         "resumed_from_epoch": resumed_from,
         "best_val_loss": state.best_loss,
         "history": state.history,
         "seconds": round(time.perf_counter() - started, 1),
+        "epoch_train_seconds": epoch_seconds,
+        # pairs per second of the optimizer loop alone (this run's epochs; no validation)
+        "train_pairs_per_s": round(len(train_idx) * len(epoch_seconds) / sum(epoch_seconds), 2)
+        if epoch_seconds
+        else None,
+        "fingerprint": key,
         "inputs": {"items": items.summary(), "judgments": judgments.summary()},
         "unknown_items": joined.quarantine.num_rows,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
 
@@ -188,10 +280,11 @@ def _train_epoch(
     batch_inputs: Any,
     labels: torch.Tensor,
     weights: torch.Tensor,
-    amp: torch.dtype | None,
+    tcfg: TeacherConfig,
 ) -> float:
     """One pass over the training pairs (mixed precision, clipped grads); the mean loss."""
     model, optimizer, scaler = trainer.model, trainer.optimizer, trainer.scaler
+    amp = autocast_dtype(tcfg.precision, labels.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     model.train()
     total, seen = 0.0, 0
@@ -199,7 +292,7 @@ def _train_epoch(
         idx = train_idx[b]
         with autocast(labels.device, amp):
             logits = model(**batch_inputs(idx)).logits.float()
-        loss_each = torch.nn.functional.cross_entropy(logits, labels[idx], reduction="none")
+        loss_each = pair_losses(logits, labels[idx], tcfg)
         w = weights[idx]
         loss = (loss_each * w).sum() / w.sum()
         optimizer.zero_grad(set_to_none=True)
@@ -216,21 +309,25 @@ def _train_epoch(
 
 
 @torch.inference_mode()
-def _evaluate_loss(
+def _evaluate(
     model: torch.nn.Module,
     batch_inputs: Any,
     labels: torch.Tensor,
     idx: np.ndarray,
-    batch_size: int,
+    tcfg: TeacherConfig,
     device: torch.device,
     amp: torch.dtype | None,
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
+    """The objective's mean loss (what early stopping watches), accuracy and QWK (argmax) on
+    the validation pairs."""
     model.eval()
-    total, correct = 0.0, 0
-    for start in range(0, len(idx), batch_size):
-        b = idx[start : start + batch_size]
+    total, predicted = 0.0, []
+    for start in range(0, len(idx), tcfg.batch_size):
+        b = idx[start : start + tcfg.batch_size]
         with autocast(device, amp):
             logits = model(**batch_inputs(b)).logits.float()
-        total += float(torch.nn.functional.cross_entropy(logits, labels[b], reduction="sum"))
-        correct += int((logits.argmax(-1) == labels[b]).sum())
-    return total / len(idx), correct / len(idx)
+        total += float(pair_losses(logits, labels[b], tcfg).sum())
+        predicted.append(logits.argmax(-1).cpu().numpy())
+    y_pred, y_true = np.concatenate(predicted), labels[idx].cpu().numpy()
+    qwk = cohen_kappa_score(y_true, y_pred, weights="quadratic") if len(set(y_true)) > 1 else 0.0
+    return total / len(idx), float((y_pred == y_true).mean()), float(np.nan_to_num(qwk))
