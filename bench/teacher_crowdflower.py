@@ -23,6 +23,8 @@ Rows (models), all emitting 4-level probabilities scored by ``searchrel.metrics.
 * ``teacher``: the MiniLM LoRA cross-encoder through ``train_teacher`` + ``TeacherScorer``,
   fields title + description (all that CrowdFlower items carry).
 * ``teacher_title``: the same with fields = [title] (ablation).
+* ``--ensemble NAME=A,B``: the ensemble of this fold's teacher rows A and B (their mean
+  probabilities, through ``searchrel.teacher.ensemble``); its train time is the members' sum.
 * ``--teacher NAME=CONFIG.yaml``: a teacher variant, its ``teacher:`` section read from the
   YAML (full fine-tuning, MPNet, the ordinal objective, an ensemble via ``members``); fields,
   budgets and training settings come from the YAML, the bench's CLI overrides still apply.
@@ -379,9 +381,9 @@ class Runner:
 
     def teacher_config(self, name: str, plan: FoldPlan) -> Config:
         a = self.args
-        teacher: dict[str, Any] = {"resume": False, "seed": a.seed}
-        if name in TEACHER_FIELDS:
-            teacher["fields"] = TEACHER_FIELDS[name]
+        teacher: dict[str, Any] = {"resume": False}
+        if name in TEACHER_FIELDS:  # a variant's YAML keeps its own seed (ensembles of seeds)
+            teacher.update(fields=TEACHER_FIELDS[name], seed=a.seed)
         for key in ("epochs", "max_length", "field_max_tokens", "batch_size", "learning_rate"):
             if getattr(a, key) is not None:
                 teacher[key] = getattr(a, key)
@@ -393,7 +395,6 @@ class Runner:
     def run_teacher(
         self, plan: FoldPlan, name: str
     ) -> tuple[np.ndarray, float, float, dict[str, Any]]:
-        from searchrel.teacher.ensemble import load_scorer
         from searchrel.teacher.train import train_teacher
 
         judgments_path = self._write_fold_judgments(plan)
@@ -412,50 +413,82 @@ class Runner:
             plan.val_idx
         ):
             raise AssertionError(f"train_teacher split differs from the plan: {summary}")
+        probs, score_s, extra = self.score_teacher(plan, name, out, cfg.teacher.label_batch_size)
+        t = cfg.teacher
+        extra.update(
+            fields=list(t.fields),
+            teacher_config=t.model_dump(include=VARIANT_SETTINGS),
+            epochs_run=summary["epochs_run"],
+            best_val_loss=summary.get("best_val_loss"),
+            history=summary.get("history") or summary.get("member_history"),
+            train_loop_seconds=summary["seconds"],
+            train_pairs_per_s=summary.get("train_pairs_per_s"),
+            quantize=t.quantize,
+            base_model=t.base_model,
+        )
+        if cuda:
+            extra["gpu"] = torch.cuda.get_device_name()
+            extra["peak_gpu_memory_gib_train"] = round(peak_train or 0.0, 3)
+            extra["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        return probs, train_s, score_s, extra
+
+    def run_ensemble(
+        self, plan: FoldPlan, name: str, done: dict[str, Any]
+    ) -> tuple[np.ndarray, float, float, dict[str, Any]]:
+        """The ensemble of this fold's trained teacher rows (``--ensemble NAME=A,B``), through
+        ``teacher ensemble``'s ``write_ensemble`` and ``load_scorer``; its training cost is the
+        members' (they trained for their own rows)."""
+        from searchrel.teacher.ensemble import write_ensemble
+
+        rows = self.args.ensembles[name]
+        missing = [r for r in rows if r not in done]
+        if missing:
+            raise SystemExit(f"--ensemble {name}: rows {missing} did not run on this fold")
+        fold_dir = self.work / plan.protocol / f"fold{plan.fold}"
+        out = fold_dir / name
+        shutil.rmtree(out, ignore_errors=True)
+        write_ensemble(out, [fold_dir / r for r in rows])
+        probs, score_s, extra = self.score_teacher(plan, name, out, 64)
+        extra["members"] = rows
+        return probs, sum(done[r]["train_seconds"] for r in rows), score_s, extra
+
+    def score_teacher(
+        self, plan: FoldPlan, name: str, out: Path, batch_size: int
+    ) -> tuple[np.ndarray, float, dict[str, Any]]:
+        """The saved teacher (or ensemble) at ``out`` on the test pairs (timed) and the
+        validation pairs (the cutoffs and the validation figures that choose settings)."""
+        from searchrel.teacher.ensemble import load_scorer
+
         test = self.rows(plan.test_idx)
         scorer = load_scorer(out)
         started = time.perf_counter()
         texts = scorer.item_texts([self.items_by_id[i] for i in test["item_id"]])
         with tqdm(total=len(test), desc=f"{name} scoring", unit="pair", leave=False) as bar:
             probs = scorer.predict_proba(
-                list(test["query"]),
-                texts,
-                batch_size=cfg.teacher.label_batch_size,
-                progress=bar.update,
+                list(test["query"]), texts, batch_size=batch_size, progress=bar.update
             )
         score_s = time.perf_counter() - started
         val = self.rows(plan.val_idx)
         val_probs = scorer.predict_proba(
             list(val["query"]),
             scorer.item_texts([self.items_by_id[i] for i in val["item_id"]]),
-            batch_size=cfg.teacher.label_batch_size,
+            batch_size=batch_size,
         )
         val_pred = val_probs.argmax(axis=1) + 1
         val_true = val["label"].to_numpy()
-        t = cfg.teacher
         extra = {
             "_val_probs": val_probs.astype(np.float64),
             "val_accuracy": float((val_pred == val_true).mean()),
             "val_qwk": float(cohen_kappa_score(val_true, val_pred, weights="quadratic")),
-            "fields": list(t.fields),
-            "teacher_config": t.model_dump(include=VARIANT_SETTINGS),
-            "epochs_run": summary["epochs_run"],
-            "best_val_loss": summary.get("best_val_loss"),
-            "history": summary.get("history") or summary.get("member_history"),
-            "train_loop_seconds": summary["seconds"],
-            "train_pairs_per_s": summary.get("train_pairs_per_s"),
             "device": str(scorer.device),
-            "quantize": t.quantize,
-            "base_model": t.base_model,
+            "teacher_version": scorer.version,
         }
-        if cuda:
-            extra["gpu"] = torch.cuda.get_device_name()
-            extra["peak_gpu_memory_gib_train"] = round(peak_train or 0.0, 3)
-            extra["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
-        return probs.astype(np.float64), train_s, score_s, extra
+        return probs.astype(np.float64), score_s, extra
 
-    def run(self, model: str, plan: FoldPlan) -> dict[str, Any]:
-        if model in TEACHER_FIELDS or model in self.args.teacher_variants:
+    def run(self, model: str, plan: FoldPlan, done: dict[str, Any]) -> dict[str, Any]:
+        if model in self.args.ensembles:
+            probs, train_s, score_s, extra = self.run_ensemble(plan, model, done)
+        elif model in TEACHER_FIELDS or model in self.args.teacher_variants:
             probs, train_s, score_s, extra = self.run_teacher(plan, model)
         else:
             probs, train_s, score_s, extra = getattr(self, f"run_{model}")(plan)
@@ -548,6 +581,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a teacher variant row: its teacher section from the YAML (repeatable)",
     )
     p.add_argument(
+        "--ensemble",
+        action="append",
+        default=[],
+        metavar="NAME=ROW,ROW[,...]",
+        help="an ensemble row of this run's teacher rows, scored after them (repeatable)",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="keep the rows already in --out; run the rest"
     )
     p.add_argument("--epochs", type=int, help="teacher epochs (default: the config's)")
@@ -582,7 +622,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not sep or not name or name in MODELS or not Path(path).is_file():
             p.error(f"--teacher {spec!r}: want NAME=CONFIG.yaml, a new name and a file")
         args.teacher_variants[name] = Path(path)
-    args.rows = [*args.models, *args.teacher_variants]
+    args.ensembles = {}
+    for spec in args.ensemble:
+        name, sep, rows = spec.partition("=")
+        members = [r for r in rows.split(",") if r]
+        if not sep or not name or len(members) < 2:
+            p.error(f"--ensemble {spec!r}: want NAME=ROW,ROW[,...] (two rows or more)")
+        args.ensembles[name] = members
+    args.rows = [*args.models, *args.teacher_variants, *args.ensembles]
     return args
 
 
@@ -595,6 +642,7 @@ def settings_of(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         "n_splits": N_SPLITS,
         "models": args.rows,
         "teacher_variants": {k: str(v) for k, v in args.teacher_variants.items()},
+        "ensembles": args.ensembles,
         "teacher": {
             "base_model": t.base_model,
             "epochs": pick(args.epochs, t.epochs),
@@ -663,10 +711,11 @@ def main(argv: list[str] | None = None) -> int:
         "references": REFERENCES,
         "protocols": {p: {"folds": []} for p in protocols},
     }
-    if "embedding" in args.models:
-        result["embedding_encode"] = runner.precompute_embeddings(plans)
-
     earlier = _earlier_folds(args.out) if args.resume else {}
+    if any("embedding" not in earlier.get((p.protocol, p.fold), {}) for p in plans) and (
+        "embedding" in args.models
+    ):
+        result["embedding_encode"] = runner.precompute_embeddings(plans)
 
     def write() -> None:
         result["seconds"] = round(time.perf_counter() - started, 1)
@@ -685,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
                     bar.update(1)
                     continue
                 bar.set_postfix_str(f"{plan.protocol} fold {plan.fold} {model}")
-                res = runner.run(model, plan)
+                res = runner.run(model, plan, fold["models"])
                 fold["models"][model] = res
                 log.info(
                     "%s fold %d %s: acc %.4f qwk %s (cutoffs %s) ndcg@20 %s (train %.1fs, %s/s)",
@@ -706,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
             block["teacher_vs_embedding_accuracy"] = {
                 name: teacher_vs_embedding(block["folds"], block["summary"], name)
                 for name in block["summary"]
-                if name in TEACHER_FIELDS or name in args.teacher_variants
+                if name in TEACHER_FIELDS or name in args.teacher_variants or name in args.ensembles
             }
             write()  # after every fold, so a long run that dies keeps what it measured
         bar.close()
