@@ -32,7 +32,8 @@ def plot(result: dict, out: Path) -> Path:
     for row, protocol in enumerate(protocols):
         block = result["protocols"][protocol]
         summary = block.get("summary", {})
-        models = [m for m in result["settings"]["models"] if m in summary]
+        listed = [m for m in result["settings"]["models"] if m in summary]
+        models = listed + [m for m in summary if m not in listed]  # rows of resumed runs
         ax = fig.add_subplot(len(protocols), 1, row + 1)
         width = 0.8 / max(len(models), 1)
         for k, model in enumerate(models):

@@ -92,6 +92,16 @@ def test_an_interrupted_full_fine_tune_resumes_to_the_weights_of_an_uninterrupte
         torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=1e-5)
 
 
+def test_early_stopping_on_validation_qwk_keeps_the_epoch_with_the_best_qwk(
+    tmp_path: Path, toy_tables: tuple[Path, Path], encoder_config: Callable[..., object]
+) -> None:
+    cfg = encoder_config(epochs=3, patience=3, early_stopping="val_qwk", learning_rate=3e-3)
+    summary = train_teacher(*toy_tables, tmp_path / "t", cfg)  # type: ignore[arg-type]
+    qwks = [h["val_qwk"] for h in summary["history"]]
+    assert summary["best_epoch"] == 1 + qwks.index(max(qwks))
+    assert summary["best_val_loss"] == summary["history"][summary["best_epoch"] - 1]["val_loss"]
+
+
 def test_full_fine_tuning_refuses_a_quantized_base() -> None:
     with pytest.raises(ConfigError, match="needs quantize: none"):
         load_config(overrides={"teacher": {"finetune": "full", "quantize": "4bit"}})

@@ -212,8 +212,10 @@ def train_single(
             }
         )
         log.info("epoch %d: %s", state.epoch, state.history[-1])
-        if val_loss < state.best_loss - 1e-4:
-            state.best_loss, state.bad_epochs = val_loss, 0
+        # The checkpoint's "best_loss" is whatever early stopping minimises.
+        watched = val_loss if tcfg.early_stopping == "val_loss" else -val_qwk
+        if watched < state.best_loss - 1e-4:
+            state.best_loss, state.bad_epochs = watched, 0
             state.best_state = trainable_state(model)
         else:
             state.bad_epochs += 1
@@ -246,6 +248,7 @@ def train_single(
         import pyarrow as pa
 
         write_quarantine(pa.concat_tables(quarantine), out_dir / "quarantine.parquet")
+    best_epoch = _best_epoch(state.history, tcfg.early_stopping)
     summary = {
         "stage": "teacher-train",
         "teacher_version": meta.version,
@@ -257,7 +260,9 @@ def train_single(
         "objective": tcfg.objective,
         "epochs_run": len(state.history),
         "resumed_from_epoch": resumed_from,
-        "best_val_loss": state.best_loss,
+        "early_stopping": tcfg.early_stopping,
+        "best_epoch": best_epoch,
+        "best_val_loss": state.history[best_epoch - 1]["val_loss"] if best_epoch else None,
         "history": state.history,
         "seconds": round(time.perf_counter() - started, 1),
         "epoch_train_seconds": epoch_seconds,
@@ -271,6 +276,16 @@ def train_single(
     }
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
+
+
+def _best_epoch(history: list[dict[str, float]], watched: str) -> int | None:
+    """The epoch whose weights were kept (the first of equals, as early stopping keeps it);
+    epochs are numbered from 1 and ``history`` holds them in order."""
+    if not history:
+        return None
+    if watched == "val_loss":
+        return int(min(history, key=lambda h: h["val_loss"])["epoch"])
+    return int(max(history, key=lambda h: h["val_qwk"])["epoch"])
 
 
 def _train_epoch(
