@@ -138,9 +138,13 @@ def teacher_ensemble_cmd(
     out: Annotated[Path, typer.Option(help="ensemble directory to write")],
 ) -> None:
     """Make one teacher of several trained ones: their probabilities are averaged."""
-    from searchrel.teacher.ensemble import write_ensemble
+    from searchrel.teacher.ensemble import EnsembleError, write_ensemble
 
-    version = write_ensemble(out, members)
+    try:
+        version = write_ensemble(out, members)
+    except EnsembleError as exc:  # caught here: the error path of every other command stays light
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
     _print({"stage": "teacher-ensemble", "teacher_version": version, "members": len(members)})
 
 
@@ -531,9 +535,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from searchrel.gitops import DeployError
     from searchrel.model_source import ModelSourceError
     from searchrel.tables import ContractError
-    from searchrel.teacher.ensemble import EnsembleError
 
-    return (*USER_ERRORS, ContractError, ModelSourceError, DeployError, EnsembleError)
+    return (*USER_ERRORS, ContractError, ModelSourceError, DeployError)
 
 
 def main(argv: list[str] | None = None) -> None:

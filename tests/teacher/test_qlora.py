@@ -60,7 +60,10 @@ def test_qlora_on_cpu_trains_minilm_too(tmp_path: Path, toy_tables: tuple[Path, 
 def test_a_saved_teacher_reloads_with_the_logits_it_had_in_training(
     tmp_path: Path, tiny_llama: Path, quantize: str
 ) -> None:
-    cfg = TeacherConfig(base_model=str(tiny_llama), lora_r=4, lora_alpha=8, quantize=quantize)
+    # fp32 throughout (auto is bf16 on a CPU that has it, and NF4 then computes in bf16)
+    cfg = TeacherConfig(
+        base_model=str(tiny_llama), lora_r=4, lora_alpha=8, quantize=quantize, precision="fp32"
+    )
     model, tokenizer = build_teacher(cfg, 3, CPU)
     queries, texts = ["garden idea", "cake idea", "red vase"], ["roses", "chocolate cake", "vase"]
     enc = encode_pairs(tokenizer, queries, texts, 32)
@@ -74,12 +77,10 @@ def test_a_saved_teacher_reloads_with_the_logits_it_had_in_training(
     model.eval()
     with torch.no_grad():
         trained = torch.softmax(model(**batch).logits, dim=-1).numpy()
-    meta = TeacherMeta(str(tiny_llama), 3, ["title"], 8, 32, quantize=quantize)
+    meta = TeacherMeta(str(tiny_llama), 3, ["title"], 8, 32, quantize=quantize, precision="fp32")
     save_teacher(model, tokenizer, meta, tmp_path / "teacher")
-    # fp32 as in training (auto would score in bf16 on a CPU that has it)
-    scorer = TeacherScorer(tmp_path / "teacher", device="cpu", precision="fp32")
+    scorer = TeacherScorer(tmp_path / "teacher", device="cpu")  # the meta's precision
     reloaded = scorer.predict_proba(queries, texts)
     np.testing.assert_allclose(reloaded, trained, atol=1e-5)
-    again = TeacherScorer(tmp_path / "teacher", device="cpu", precision="fp32")
+    again = TeacherScorer(tmp_path / "teacher", device="cpu")
     np.testing.assert_array_equal(again.predict_proba(queries, texts), reloaded)
-    np.testing.assert_array_equal(again, reloaded)
