@@ -235,6 +235,21 @@ def test_served_requests_reach_the_request_log_with_the_contract_schema(
     assert rows[0]["expected_score"] == pytest.approx(
         r.json()["predictions"][0]["scores"][0], abs=1e-4
     )
+    # Compact: the query embedding once per request, on its first row.
+    assert rows[0]["query_embedding"] and all(row["query_embedding"] is None for row in rows[1:])
+
+
+def test_a_logged_candidate_costs_a_compact_row(server: RunningServer) -> None:
+    ids = (server.item_ids * 10)[:100]
+    body = {"instances": [{"query": "compact rows", "item_ids": ids}]}
+    assert httpx.post(server.base + V1, json=body).status_code == 200
+    lines = [line for path in sorted(server.request_log.glob("*.jsonl"))
+             for line in path.read_text(encoding="utf-8").splitlines()
+             if '"query":"compact rows"' in line]  # fmt: skip
+    assert len(lines) == 100
+    # The first row carries the query embedding (a few KB); every other row only its own
+    # features and scores: no copy of the embedding per candidate.
+    assert max(len(line.encode()) for line in lines[1:]) < 1_000
 
 
 def test_sigterm_lets_in_flight_requests_finish(
@@ -326,6 +341,7 @@ def inline_server(
     config = work / "serve.yaml"
     config.write_text(
         f"data:\n  levels: 5\nserve:\n  inline_items: true\n  request_log: {inline_server_log}\n"
+        "  log_sample_rate: 1.0\n"
     )
     port = free_port()
     proc = subprocess.Popen(
