@@ -258,10 +258,11 @@ def test_sigterm_lets_in_flight_requests_finish(
     """A second server: requests in flight when SIGTERM arrives are answered, then it exits."""
     base, proc = start_student_server(local_run["outputs"]["student"])
     ids = (server.item_ids * 1000)[:1000]
-    n = 8  # ~0.03 to 0.6 s each on 2 cores: in flight at SIGTERM, done within the 10 s grace
+    n = 8  # as much work as a request may ask: in flight at SIGTERM, done within the 10 s grace
 
     def call(i: int) -> int:
-        body = {"instances": [{"query": f"red vase {i} {time.time()}", "item_ids": ids}]}
+        queries = [f"red vase {i} {k} {time.time()}" for k in range(4)]  # serve.max_pairs
+        body = {"instances": [{"query": q, "item_ids": ids} for q in queries]}
         return httpx.post(base + V1, json=body, timeout=60).status_code
 
     try:
