@@ -21,6 +21,7 @@ import json
 import random
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -230,6 +231,7 @@ def main() -> int:
         result["request_log"] = request_log_bytes(log_dir, served)
     finally:
         result["server_exit_code"] = stop_server(proc)
+        shutil.rmtree(log_dir, ignore_errors=True)
     best = max(result["throughput_100_candidates"].values(), key=lambda r: r["requests_per_s"])
     student_pps = best["requests_per_s"] * 100
     if items_path is not None and teacher.exists():

@@ -154,7 +154,7 @@ class ServeConfig(Strict):
     keep_alive_timeout_s: int = Field(65, ge=1)  # idle kept-alive connections closed (> the LB's)
     max_connections: int = Field(256, ge=2)  # beyond it new requests get a 503 (uvicorn's cap)
     model_repository_api: bool = False  # /v2/repository load/unload: off, anyone could unload
-    offload_pairs: int = Field(256, ge=0)  # larger requests are scored off the event loop
+    offload_pairs: int = Field(0, ge=0)  # requests up to this many pairs scored on the event loop
     max_query_chars: int = 512  # longer queries are rejected with a 400
     inline_items: bool = False  # score ids missing from the store from item text in the request
     max_item_text_chars: int = 4000  # longest inline item field accepted

@@ -58,3 +58,25 @@ def test_small_requests_are_scored_on_the_loop_and_costly_ones_on_the_scoring_th
     assert where[1].startswith("searchrel-score")  # 5 pairs
     assert all(w.startswith("searchrel-score") for w in where[2:5])  # 2 queries; inline items
     assert len(where) == 5
+
+
+def test_by_default_every_request_is_scored_off_the_event_loop(local_run: dict) -> None:
+    """So the event loop is free for health probes however busy scoring is."""
+    student = Path(local_run["outputs"]["student"])
+    ids = pq.read_table(student / "item_store" / "item_features.parquet").column("item_id")
+    model = StudentModel(student, ServeConfig(), FeatureConfig())
+    model.load()
+    where: list[str] = []
+    score = model.score
+
+    def recording_score(req: Any) -> Any:
+        where.append(threading.current_thread().name)
+        return score(req)
+
+    model.score = recording_score  # type: ignore[method-assign]
+    body = {"instances": [{"query": "vase", "item_ids": ids.to_pylist()[:1]}]}
+    try:
+        asyncio.run(model.predict(model.preprocess(body)))
+    finally:
+        model.stop()
+    assert len(where) == 1 and where[0].startswith("searchrel-score")

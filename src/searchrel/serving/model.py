@@ -179,14 +179,12 @@ class StudentModel(Model):
     async def predict(
         self, payload: Parsed, headers: dict[str, str] | None = None
     ) -> dict[str, Any] | InferResponse:
-        """Score a small request on the event loop and a large one on the scoring thread.
-
-        Why the split: handing every request to the thread made small requests slower (each
-        hand-off waits for the GIL, up to ``sys.getswitchinterval()``); a request of at most
-        ``serve.offload_pairs`` pairs takes a few ms, so probes and scrapes never wait long
-        behind it, and the large ones (up to ``serve.max_pairs``) do not hold the loop.
-        "Small" is one query, no inline items (each is embedded on the fly) and at most
-        ``serve.offload_pairs`` pairs. Requests are counted and timed by the HTTP middleware."""
+        """Score on the scoring thread, so that the event loop stays free for health probes,
+        /metrics and the next request's parsing; with ``serve.offload_pairs`` above 0, a
+        request of at most that many pairs is scored on the event loop instead (no thread
+        hand-off: more requests/s under concurrency, but probes wait behind every such
+        request). "Small" is one query, no inline items (each is embedded on the fly) and at
+        most ``serve.offload_pairs`` pairs. Requests are counted and timed by the middleware."""
         if self._scorer is None or not self.ready:
             raise ModelNotReady(self.name)
         if self._is_small(payload.requests):
