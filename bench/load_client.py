@@ -1,6 +1,8 @@
 """A closed-loop HTTP load generator, run as its own process so it does not share the
 server's interpreter: ``concurrency`` workers each send the next request when the last answer
 arrives, for ``seconds`` or ``requests``. Prints one JSON line: latencies and status counts.
+A body is a JSON request body, or ``{"raw": text, "headers": {...}, "kind": name}`` sent as it
+is (the status counts are then also given by kind: valid and malformed requests apart).
 
     python bench/load_client.py URL BODY.json --concurrency 8 --seconds 10
 """
@@ -18,14 +20,14 @@ import httpx
 import numpy as np
 
 
-async def run(url: str, bodies: list[bytes], concurrency: int, seconds: float | None,
-              requests: int | None) -> dict[str, object]:  # fmt: skip
+async def run(url: str, bodies: list[tuple[bytes, dict[str, str], str]], concurrency: int,
+              seconds: float | None, requests: int | None) -> dict[str, object]:  # fmt: skip
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
+    by_tag: dict[str, Counter[str]] = {}
     sent = 0
     started = time.perf_counter()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"content-type": "application/json"}
 
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
 
@@ -36,14 +38,16 @@ async def run(url: str, bodies: list[bytes], concurrency: int, seconds: float | 
                     return
                 if seconds is not None and time.perf_counter() - started >= seconds:
                     return
-                body = bodies[sent % len(bodies)]
+                body, headers, tag = bodies[sent % len(bodies)]
                 sent += 1
                 t0 = time.perf_counter()
                 try:
                     r = await client.post(url, content=body, headers=headers)
-                    statuses[str(r.status_code)] += 1
-                except httpx.HTTPError as exc:
-                    statuses[type(exc).__name__] += 1
+                    status = str(r.status_code)
+                except httpx.HTTPError as exc:  # a reset or a dropped connection
+                    status = type(exc).__name__
+                statuses[status] += 1
+                by_tag.setdefault(tag, Counter())[status] += 1
                 latencies.append(time.perf_counter() - t0)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -58,6 +62,9 @@ async def run(url: str, bodies: list[bytes], concurrency: int, seconds: float | 
         "p99_ms": round(float(np.percentile(lat, 99)), 2),
         "max_ms": round(float(lat.max()), 2),
         "statuses": dict(statuses),
+        **(
+            {"statuses_by_kind": {k: dict(v) for k, v in by_tag.items()}} if len(by_tag) > 1 else {}
+        ),
     }
 
 
@@ -69,7 +76,13 @@ def main() -> None:
     p.add_argument("--seconds", type=float)
     p.add_argument("--requests", type=int)
     a = p.parse_args()
-    bodies = [json.dumps(b).encode() for b in json.loads(a.bodies.read_text())]
+    json_type = {"content-type": "application/json"}
+    bodies = [
+        (b["raw"].encode("utf-8", "surrogatepass"), b["headers"], b["kind"])
+        if isinstance(b, dict) and "raw" in b
+        else (json.dumps(b).encode(), json_type, "valid")
+        for b in json.loads(a.bodies.read_text())
+    ]
     print(json.dumps(asyncio.run(run(a.url, bodies, a.concurrency, a.seconds, a.requests))))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -242,6 +243,28 @@ def test_rotation_after_max_rows_keeps_requests_in_one_file(tmp_path: Path) -> N
         for request_id in set(ids):
             assert ids.count(request_id) == 3
     assert read_request_log(tmp_path, LEVELS).rows_out == 30
+
+
+def test_rotation_after_max_file_bytes_and_retention_bound_the_directory(tmp_path: Path) -> None:
+    """Files close at a size, and the oldest are deleted once all of them pass the total."""
+    with RequestLogger(tmp_path, 1.0, max_file_bytes=2_000, max_total_bytes=6_000) as logger:
+        for i in range(60):
+            logger.log(request_rows(f"r{i}", n_items=3))
+    sizes = [p.stat().st_size for p in log_files(tmp_path)]
+    assert logger.files_opened > 5 and logger.files_deleted > 0
+    assert all(size < 2_000 + 1_500 for size in sizes)  # closes at the request that passes it
+    assert sum(sizes) <= 6_000 + 2_000 + 1_500  # the bound, plus the file being written
+
+
+def test_retention_deletes_files_older_than_the_age_limit(tmp_path: Path) -> None:
+    old = tmp_path / "requests-20200101-1-0.jsonl"
+    old.write_text("", encoding="utf-8")
+    os.utime(old, (1_577_836_800, 1_577_836_800))  # 2020-01-01
+    other = tmp_path / "notes.txt"  # not a log file: never touched
+    other.write_text("keep", encoding="utf-8")
+    with RequestLogger(tmp_path, 1.0, max_age_s=3600) as logger:
+        logger.log(request_rows("new"))
+    assert not old.exists() and other.exists() and len(log_files(tmp_path)) == 1
 
 
 def test_a_second_logger_never_appends_to_anothers_file(tmp_path: Path) -> None:

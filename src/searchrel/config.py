@@ -167,13 +167,21 @@ class ServeConfig(Strict):
     max_candidates: int = 1000  # most item ids one query (instance) may carry
     max_instances: int = Field(32, ge=1)  # most queries (V1 instances) in one request
     max_pairs: int = Field(4000, ge=1)  # most (query, item) pairs one request may ask to score
-    max_body_bytes: int = Field(8 * 2**20, ge=1)  # larger request bodies get a 413, unread
-    offload_pairs: int = Field(256, ge=0)  # larger requests are scored off the event loop
+    max_body_bytes: int = Field(8 * 2**20, ge=1)  # larger request bodies (any route): 413, unread
+    body_timeout_s: float = Field(10.0, gt=0)  # a body not complete this long after its head: 408
+    header_timeout_s: float = Field(10.0, gt=0)  # a request head (or first byte) this late: closed
+    keep_alive_timeout_s: int = Field(65, ge=1)  # idle kept-alive connections closed (> the LB's)
+    max_connections: int = Field(256, ge=2)  # beyond it new requests get a 503 (uvicorn's cap)
+    model_repository_api: bool = False  # /v2/repository load/unload: off, anyone could unload
+    offload_pairs: int = Field(0, ge=0)  # requests up to this many pairs scored on the event loop
     max_query_chars: int = 512  # longer queries are rejected with a 400
     inline_items: bool = False  # score ids missing from the store from item text in the request
     max_item_text_chars: int = 4000  # longest inline item field accepted
-    log_sample_rate: float = Field(1.0, ge=0, le=1)  # share of requests written to the request log
+    log_sample_rate: float = Field(0.1, ge=0, le=1)  # share of requests written to the request log
     request_log: str = ""  # directory of the sampled request log (JSONL); "": none (--request-log)
+    request_log_max_file_bytes: int = Field(64 * 2**20, ge=1)  # a request-log file this big closes
+    request_log_max_total_bytes: int = Field(2 * 2**30, ge=1)  # oldest files deleted beyond this
+    request_log_max_age_hours: float = Field(72.0, gt=0)  # older files deleted (drift: last 24 h)
     request_log_url: str = ""  # CloudEvents sink for the request log (cluster); "": the directory
 
 

@@ -72,7 +72,7 @@ def _ops(model_file: Path) -> list[dict[str, Any]]:
 
 
 # A committed URI is read twice: by KServe's storage initializer in the predictor, and by the
-# next day's gate (searchrel.serving.server.local_model_dir, kserve_storage too) to score the
+# next day's gate (searchrel.model_source.local_model_dir, kserve_storage too) to score the
 # served student. Only schemes both read are committed: searchrel.model_source's.
 KFP_MINIO_SCHEME = "minio://"  # KFP's default artifact store: S3 objects under another name
 

@@ -167,3 +167,27 @@ def gguf_to_hf(gguf: Path, cache: Path | None = None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def local_model_dir(source: str | Path, download_dir: Path | None = None) -> Path:
+    """The student bundle as a local directory: as given, or fetched from s3://, gs://, ...
+    through kserve's storage module (the same one KServe's storage initializer uses).
+
+    Here, not in the server, because the server and the deploy gate both need it and neither
+    should import the other."""
+    text = str(source)
+    if text.startswith(OBJECT_STORE_PREFIXES):
+        try:
+            from kserve_storage import Storage
+        except ImportError as exc:
+            raise ModelSourceError(
+                f"{text}: object-store bundles need `pip install searchrel[storage]`"
+            ) from exc
+        target = download_dir or Path.cwd() / ".model-cache" / "student"
+        target.mkdir(parents=True, exist_ok=True)
+        path = Path(Storage.download(text, out_dir=str(target)))
+    else:
+        path = Path(text).expanduser()
+    if not (path / "student.json").is_file():
+        raise ModelSourceError(f"{text}: not a student bundle (no student.json)")
+    return path

@@ -22,6 +22,7 @@ import math
 import os
 import random
 import threading
+import time
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from searchrel import tables
+from searchrel.config import ServeConfig
 from searchrel.schema import REQUEST_LOG
 
 log = logging.getLogger(__name__)
@@ -138,8 +140,11 @@ class RequestLogger:
     ``log`` takes the rows of one request and writes all of them or none (probability
     ``sample_rate``); each request is appended and flushed at once, so a crash loses at most the
     line being written (the reader quarantines it as ``truncated_line``). A file is closed after
-    ``max_rows_per_file`` rows (a request is never split across files) and when the UTC day
-    changes. Writing never raises into the request path: an I/O error is logged and counted.
+    ``max_rows_per_file`` rows or ``max_file_bytes`` bytes (a request is never split across
+    files) and when the UTC day changes. Each time a file is opened, the directory's log files
+    older than ``max_age_s`` are deleted, then the oldest until all of them together take at
+    most ``max_total_bytes``: the log is bounded in size and age whatever the traffic. Writing
+    never raises into the request path: an I/O error is logged and counted.
 
     Counters (for metrics): ``requests_logged``, ``requests_skipped``, ``rows_logged``,
     ``rows_skipped``, ``rows_failed``, ``files_opened``.
@@ -151,6 +156,9 @@ class RequestLogger:
         sample_rate: float,
         seed: int | None = None,
         max_rows_per_file: int = 50_000,
+        max_file_bytes: int | None = None,
+        max_total_bytes: int | None = None,
+        max_age_s: float | None = None,
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in [0, 1], got {sample_rate}")
@@ -159,6 +167,11 @@ class RequestLogger:
         self.directory = Path(directory)
         self.sample_rate = float(sample_rate)
         self.max_rows_per_file = int(max_rows_per_file)
+        self.max_file_bytes = max_file_bytes
+        self.max_total_bytes = max_total_bytes
+        self.max_age_s = max_age_s
+        self._file_bytes = 0
+        self.files_deleted = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
@@ -173,6 +186,17 @@ class RequestLogger:
         self.rows_skipped = 0
         self.rows_failed = 0
         self.files_opened = 0
+
+    @classmethod
+    def bounded(cls, directory: Path, serve_cfg: ServeConfig, sample_rate: float) -> RequestLogger:
+        """A logger with the size and age bounds of ``serve_cfg`` (the server, the receiver)."""
+        return cls(
+            directory,
+            sample_rate,
+            max_file_bytes=serve_cfg.request_log_max_file_bytes,
+            max_total_bytes=serve_cfg.request_log_max_total_bytes,
+            max_age_s=serve_cfg.request_log_max_age_hours * 3600,
+        )
 
     def _sampled(self) -> bool:
         if self.sample_rate >= 1.0:
@@ -198,10 +222,11 @@ class RequestLogger:
                 self.rows_failed += len(rows)
             log.warning("request log: could not encode %d row(s): %s", len(rows), exc)
             return False
+        text = "".join(lines)
         with self._lock:
             try:
                 handle = self._handle()
-                handle.write("".join(lines))
+                handle.write(text)
                 handle.flush()
             except OSError as exc:
                 self.rows_failed += len(rows)
@@ -209,9 +234,12 @@ class RequestLogger:
                 self._close_locked()
                 return False
             self._file_rows += len(rows)
+            self._file_bytes += len(text.encode("utf-8"))
             self.requests_logged += 1
             self.rows_logged += len(rows)
-            if self._file_rows >= self.max_rows_per_file:
+            if self._file_rows >= self.max_rows_per_file or (
+                self.max_file_bytes is not None and self._file_bytes >= self.max_file_bytes
+            ):
                 self._close_locked()
         return True
 
@@ -231,9 +259,42 @@ class RequestLogger:
                     continue
                 break
             self.path = path
-            self._file_day, self._file_pid, self._file_rows = day, pid, 0
+            self._file_day, self._file_pid, self._file_rows, self._file_bytes = day, pid, 0, 0
             self.files_opened += 1
+            self._prune_locked()
         return self._file
+
+    def _prune_locked(self) -> None:
+        """Delete this directory's log files past ``max_age_s``, then the oldest until they
+        fit in ``max_total_bytes`` (never the file being written)."""
+        if self.max_age_s is None and self.max_total_bytes is None:
+            return
+        files = []
+        for p in self.directory.iterdir():
+            if p == self.path or not (
+                p.name.startswith(FILE_PREFIX) and p.name.endswith(FILE_SUFFIX)
+            ):
+                continue
+            try:
+                st = p.stat()
+            except OSError:
+                continue  # deleted meanwhile (another process pruning)
+            files.append((st.st_mtime, st.st_size, p))
+        files.sort()
+        now = time.time()
+        total = sum(size for _, size, _ in files)
+        for mtime, size, p in files:
+            too_old = self.max_age_s is not None and now - mtime > self.max_age_s
+            too_big = self.max_total_bytes is not None and total > self.max_total_bytes
+            if not (too_old or too_big):
+                break
+            try:
+                p.unlink()
+            except OSError as exc:
+                log.warning("request log: could not delete %s: %s", p, exc)
+                continue
+            total -= size
+            self.files_deleted += 1
 
     def _close_locked(self) -> None:
         if self._file is not None:
@@ -264,6 +325,7 @@ class RequestLogger:
                 "rows_skipped": self.rows_skipped,
                 "rows_failed": self.rows_failed,
                 "files_opened": self.files_opened,
+                "files_deleted": self.files_deleted,
             }
 
 

@@ -190,7 +190,9 @@ REQUEST_LOG = pa.schema(
         _f("query", _str),
         _f("locale", _str),
         _f("item_id", _str),
-        _f("query_embedding", _list_f32),
+        # On the first row of each request only (the same for all its items): the log stays
+        # small, and drift takes one embedding per distinct query.
+        _f("query_embedding", _list_f32, nullable=True),
         *(_f(name, _f32) for name in SCALAR_FEATURES),
         _f("probs", _list_f32),
         _f("expected_score", _f32),

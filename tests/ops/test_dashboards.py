@@ -14,7 +14,7 @@ import yaml
 
 from searchrel.drift.prometheus import drift_registry
 from searchrel.drift.verdict import Signal, Verdict
-from searchrel.serving import metrics as server_metrics
+from searchrel.serving import prometheus as server_metrics
 
 from .test_monitoring import OTHER_SERIES, TARGET_LABELS, exported_series, rules
 from .tools import REPO, require_tool, run

@@ -14,7 +14,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from searchrel.labeling.prometheus import labels_registry
-from searchrel.serving import metrics as server_metrics
+from searchrel.serving import prometheus as server_metrics
 
 from .tools import REPO, require_tool, run
 
@@ -53,10 +53,14 @@ def alerts() -> list[dict[str, Any]]:
 
 
 def exported_series() -> dict[str, set[str]]:
-    """Series name -> label names, for every metric of searchrel.serving.metrics and of the
+    """Series name -> label names, for every metric of searchrel.serving.prometheus and of the
     label-collect step (searchrel.labeling.prometheus)."""
     series: dict[str, set[str]] = {}
     for obj in vars(server_metrics).values():
+        if isinstance(obj, server_metrics.ScoreHistogram):  # a collector of its own
+            series.update({s.name: set(s.labels) for f in obj.collect() for s in f.samples})
+            series[f"{obj.name}_bucket"] = {"le"}
+            continue
         if not isinstance(obj, MetricWrapperBase):
             continue
         labels = set(getattr(obj, "_labelnames", ()))

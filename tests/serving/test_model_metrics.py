@@ -6,7 +6,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from searchrel.serving import metrics
+from searchrel.serving import prometheus
 
 CREATED = "searchrel_model_created_timestamp_seconds"
 
@@ -21,18 +21,18 @@ def created_series() -> dict[str, float]:
 
 
 def test_a_reload_replaces_the_served_models_export_time() -> None:
-    metrics.record_model(
+    prometheus.record_model(
         "searchrel-student", "student-aaaaaaaaaaaa", 1_700_000_000.0, 3, "onnxruntime"
     )
     assert created_series() == {"student-aaaaaaaaaaaa": 1_700_000_000.0}
-    metrics.record_model(
+    prometheus.record_model(
         "searchrel-student", "student-bbbbbbbbbbbb", 1_800_000_000.0, 3, "onnxruntime"
     )
     assert created_series() == {"student-bbbbbbbbbbbb": 1_800_000_000.0}
 
 
 def test_a_bundle_without_an_export_time_publishes_no_age() -> None:
-    metrics.record_model("searchrel-student", "student-cccccccccccc", None, 3, "onnxruntime")
+    prometheus.record_model("searchrel-student", "student-cccccccccccc", None, 3, "onnxruntime")
     assert created_series() == {}
 
 
@@ -42,7 +42,8 @@ def test_a_scoring_request_that_crashes_anywhere_is_counted_as_a_500() -> None:
 
     import httpx
 
-    from searchrel.serving.middleware import InferenceAccounting
+    from searchrel.config import ServeConfig
+    from searchrel.serving.middleware import Guard
 
     async def crashing_app(scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("boom")
@@ -53,14 +54,15 @@ def test_a_scoring_request_that_crashes_anywhere_is_counted_as_a_500() -> None:
 
     async def post(path: str) -> int:
         transport = httpx.ASGITransport(
-            app=InferenceAccounting(crashing_app, max_body_bytes=100), raise_app_exceptions=False
+            app=Guard(crashing_app, ServeConfig(max_body_bytes=100), ready=lambda: True),
+            raise_app_exceptions=False,
         )
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             return (await client.post(path, content=b"{}")).status_code
 
     before = count("500")
     assert asyncio.run(post("/v2/models/m/infer")) == 500
-    assert asyncio.run(post("/v2/health/ready")) == 500  # not a scoring path: not counted
+    assert asyncio.run(post("/v2/models/m")) == 500  # not a scoring path: not counted
     assert count("500") == before + 1
     assert REGISTRY.get_sample_value(
         "searchrel_request_latency_seconds_count", {"protocol": "v2", "status_class": "5xx"}

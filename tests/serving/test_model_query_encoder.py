@@ -12,7 +12,7 @@ import torch
 
 from searchrel.config import FeatureConfig, ServeConfig
 from searchrel.features import onnx_encoder
-from searchrel.serving import serving_model_module
+from searchrel.serving.model import StudentModel
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,16 +38,14 @@ def test_the_server_runs_the_bundles_query_encoder_graph_without_exporting(
 
     monkeypatch.setattr(onnx_encoder, "_export", no_export)
     empty_cache = tmp_path / "cache"
-    model = serving_model_module().StudentModel(
-        student, ServeConfig(), FeatureConfig(onnx_cache_dir=str(empty_cache))
-    )
+    model = StudentModel(student, ServeConfig(), FeatureConfig(onnx_cache_dir=str(empty_cache)))
     assert model.load()
     assert model.embedder.runtime == "onnxruntime" and not empty_cache.exists()
     ids = pq.read_table(student / "item_store" / "item_features.parquet").column("item_id")
     request = {
         "instances": [{"query": "a query no cache has seen", "item_ids": ids[:3].to_pylist()}]
     }
-    reply = asyncio.run(model.predict(request))
+    reply = asyncio.run(model.predict(model.preprocess(request)))
     assert len(reply["predictions"][0]["scores"]) == 3
 
 

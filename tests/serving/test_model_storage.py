@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from searchrel.demo import stop_server
-from searchrel.model_source import ModelSourceError
-from searchrel.serving.server import local_model_dir
+from searchrel.model_source import ModelSourceError, local_model_dir
 from tests.serving.conftest import RunningServer, start_student_server
 from tests.serving.test_server_protocols import V1
 

@@ -18,6 +18,7 @@ from searchrel.demo import free_port, stop_server
 from searchrel.request_log import RequestLogger, read_request_log
 from searchrel.schema import REQUEST_LOG
 from searchrel.serving.cloudevents import EVENT_TYPE, CloudEventSink, receiver_handler
+from tests.conftest import TINY_CONFIG
 from tests.serving.conftest import RunningServer, start_student_server
 from tests.serving.test_server_protocols import V1, V2, v2_body
 from tests.test_request_log import LEVELS, request_rows
@@ -72,7 +73,12 @@ def test_a_server_with_a_request_log_url_sends_every_requests_rows_to_the_receiv
 ) -> None:
     url, out = receiver
     base, proc = start_student_server(
-        local_run["outputs"]["student"], "--request-log-url", url, log_file=tmp_path / "log"
+        local_run["outputs"]["student"],
+        "--request-log-url",
+        url,
+        "--config",
+        str(TINY_CONFIG),
+        log_file=tmp_path / "log",
     )
     ids = server.item_ids[:4]
     try:
@@ -131,7 +137,9 @@ def test_sigterm_sends_the_request_log_events_still_queued(
     local_run: dict, server: RunningServer, slow_receiver: tuple[str, Path, list[float]]
 ) -> None:
     url, out, written = slow_receiver
-    base, proc = start_student_server(local_run["outputs"]["student"], "--request-log-url", url)
+    base, proc = start_student_server(
+        local_run["outputs"]["student"], "--request-log-url", url, "--config", str(TINY_CONFIG)
+    )
     n = 6
     try:
         for i in range(n):

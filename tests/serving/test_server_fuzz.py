@@ -4,7 +4,10 @@ Hypothesis builds V1 and V2 bodies from the real shapes with every field's type,
 content varied (and raw bytes that are not JSON at all), V2 bodies in the binary tensor
 extension too (valid ones, and ones with bytes that are not UTF-8, wrong sizes, a wrong JSON
 length, cut short), posts them to the KServe server on 127.0.0.1 and checks that each answer
-is a 2xx or a 4xx with a message, and that the server is still up afterwards.
+is a 2xx or a 4xx with a message, and that the server is still up afterwards. Hostile bodies
+(lone surrogates in every parsed, logged or echoed field, nesting thousands deep, integers of
+thousands of digits) go through every decoder: JSON, the fallback for other content types,
+and binary CloudEvents; each is followed on the same connection by a valid request.
 """
 
 from __future__ import annotations
@@ -36,11 +39,23 @@ json_values = st.recursive(
                                                                 max_size=4),
     max_leaves=12,
 )  # fmt: skip
-texts = st.text(max_size=60) | st.text(min_size=600, max_size=2000) | json_scalars
+# Lone surrogates (category Cs), which JSON can carry as "\ud800" escapes, and control characters.
+hostile_texts = st.text(st.characters(categories=["Cs", "Cc", "L"]), min_size=1, max_size=12)
+texts = (st.text(max_size=60) | st.text(min_size=600, max_size=2000) | json_scalars
+         | hostile_texts)  # fmt: skip
+CLOUDEVENT = {"ce-specversion": "1.0", "ce-type": "t", "ce-source": "/s", "ce-id": "1"}
+CONTENT_TYPES = st.sampled_from([
+    {"content-type": "application/json"},
+    {"content-type": "text/plain"},
+    {},
+    {**CLOUDEVENT, "content-type": "application/json", "ce-contenttype": "application/json"},
+    {**CLOUDEVENT, "content-type": "application/json"},
+    {**CLOUDEVENT, "content-type": "text/plain"},
+])  # fmt: skip
 
 
 def item_ids(known: list[str]) -> st.SearchStrategy[Any]:
-    ids = st.sampled_from(known) | st.text(max_size=20) | json_scalars
+    ids = st.sampled_from(known) | st.text(max_size=20) | json_scalars | hostile_texts
     return st.lists(ids, max_size=30) | st.lists(st.sampled_from(known), min_size=1001,
                                                   max_size=1100) | json_values  # fmt: skip
 
@@ -68,7 +83,31 @@ def v2_bodies(known: list[str]) -> st.SearchStrategy[Any]:
          "shape": st.lists(st.integers(-2, 2000), max_size=3) | json_values,
          "data": st.lists(st.sampled_from(known) | texts, max_size=20) | json_values},
     )  # fmt: skip
-    return st.fixed_dictionaries({"inputs": st.lists(tensor, max_size=4)}) | json_values
+    request_id = st.none() | st.text(max_size=20) | hostile_texts | json_scalars
+    return (
+        st.fixed_dictionaries({"inputs": st.lists(tensor, max_size=4)}, optional={"id": request_id})
+        | json_values
+    )
+
+
+@st.composite
+def malformed_structures(draw: st.DrawFn, known: list[str]) -> bytes:
+    """A V1 body with, somewhere in it, nesting thousands deep or an integer of thousands of
+    digits, or cut off; the rest valid."""
+    depth = draw(st.integers(1, 5000))
+    nested = "[" * depth + "]" * depth
+    huge = "9" * draw(st.integers(1, 6000))
+    odd = draw(st.sampled_from([nested, huge, f'{{"a": {nested}}}', f"-{huge}.5e{huge}"]))
+    ids = json.dumps(draw(st.lists(st.sampled_from(known), min_size=1, max_size=3)))
+    where = draw(st.sampled_from(["query", "item_ids", "locale", "instances", "extra"]))
+    fields = {"query": '"q"', "item_ids": ids, "locale": '"en"', "extra": "0"}
+    if where == "instances":
+        body = f'{{"instances": {odd}}}'
+    else:
+        fields[where] = odd
+        body = '{"instances": [{' + ",".join(f'"{k}": {v}' for k, v in fields.items()) + "}]}"
+    raw = body.encode()
+    return draw(st.just(raw) | st.integers(0, len(raw)).map(lambda n: raw[:n]))
 
 
 @st.composite
@@ -103,6 +142,13 @@ def _assert_handled(server: RunningServer, r: httpx.Response) -> None:
     if r.status_code >= 400:
         assert r.text.strip(), "a 4xx must say what is wrong"
     assert server.proc.poll() is None, "the server died"
+
+
+def _still_serves(server: RunningServer, client: httpx.Client) -> None:
+    """A valid request on the same connection: a bad one must not have cost it."""
+    body = {"instances": [{"query": "red vase", "item_ids": server.item_ids[:2]}]}
+    r = client.post(V1, json=body)
+    assert r.status_code == 200, r.text[:300]
 
 
 @pytest.fixture(scope="module")
@@ -149,5 +195,32 @@ def test_random_v2_binary_extension_bodies_get_no_5xx(
     def check(request: tuple[bytes, dict[str, str]]) -> None:
         body, headers = request
         _assert_handled(server, client.post(V2, content=body, headers=headers))
+
+    check()
+
+
+def test_malformed_structure_through_every_decoder_gets_no_5xx(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    @FUZZ
+    @given(raw=malformed_structures(server.item_ids[:50]), headers=CONTENT_TYPES)
+    def check(raw: bytes, headers: dict[str, str]) -> None:
+        _assert_handled(server, client.post(V1, content=raw, headers=headers))
+        _still_serves(server, client)
+
+    check()
+
+
+def test_random_v1_bodies_through_every_decoder_get_no_5xx(
+    server: RunningServer, client: httpx.Client
+) -> None:
+    """V1 bodies (lone surrogates and control characters in every field) with any content
+    type, binary CloudEvents included."""
+
+    @FUZZ
+    @given(body=v1_bodies(server.item_ids[:50]), headers=CONTENT_TYPES)
+    def check(body: Any, headers: dict[str, str]) -> None:
+        _assert_handled(server, client.post(V1, content=json.dumps(body).encode(), headers=headers))
+        _still_serves(server, client)
 
     check()

@@ -235,6 +235,21 @@ def test_served_requests_reach_the_request_log_with_the_contract_schema(
     assert rows[0]["expected_score"] == pytest.approx(
         r.json()["predictions"][0]["scores"][0], abs=1e-4
     )
+    # Compact: the query embedding once per request, on its first row.
+    assert rows[0]["query_embedding"] and all(row["query_embedding"] is None for row in rows[1:])
+
+
+def test_a_logged_candidate_costs_a_compact_row(server: RunningServer) -> None:
+    ids = (server.item_ids * 10)[:100]
+    body = {"instances": [{"query": "compact rows", "item_ids": ids}]}
+    assert httpx.post(server.base + V1, json=body).status_code == 200
+    lines = [line for path in sorted(server.request_log.glob("*.jsonl"))
+             for line in path.read_text(encoding="utf-8").splitlines()
+             if '"query":"compact rows"' in line]  # fmt: skip
+    assert len(lines) == 100
+    # The first row carries the query embedding (a few KB); every other row only its own
+    # features and scores: no copy of the embedding per candidate.
+    assert max(len(line.encode()) for line in lines[1:]) < 1_000
 
 
 def test_sigterm_lets_in_flight_requests_finish(
@@ -243,10 +258,11 @@ def test_sigterm_lets_in_flight_requests_finish(
     """A second server: requests in flight when SIGTERM arrives are answered, then it exits."""
     base, proc = start_student_server(local_run["outputs"]["student"])
     ids = (server.item_ids * 1000)[:1000]
-    n = 8  # ~0.03 to 0.6 s each on 2 cores: in flight at SIGTERM, done within the 10 s grace
+    n = 8  # as much work as a request may ask: in flight at SIGTERM, done within the 10 s grace
 
     def call(i: int) -> int:
-        body = {"instances": [{"query": f"red vase {i} {time.time()}", "item_ids": ids}]}
+        queries = [f"red vase {i} {k} {time.time()}" for k in range(4)]  # serve.max_pairs
+        body = {"instances": [{"query": q, "item_ids": ids} for q in queries]}
         return httpx.post(base + V1, json=body, timeout=60).status_code
 
     try:
@@ -326,6 +342,7 @@ def inline_server(
     config = work / "serve.yaml"
     config.write_text(
         f"data:\n  levels: 5\nserve:\n  inline_items: true\n  request_log: {inline_server_log}\n"
+        "  log_sample_rate: 1.0\n"
     )
     port = free_port()
     proc = subprocess.Popen(

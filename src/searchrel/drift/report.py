@@ -131,10 +131,13 @@ def _frame(table: pa.Table, rows: np.ndarray, reference: bool) -> pd.DataFrame:
 
 
 def _distinct_query_rows(table: pa.Table) -> np.ndarray:
-    """The first row of each distinct query text (its embedding depends on nothing else)."""
+    """The first row with an embedding of each distinct query text (its embedding depends on
+    nothing else; the request log carries it on the first row of each request only)."""
     keys = table.select(["query"]).append_column(
         "_row", pa.array(np.arange(table.num_rows), type=pa.int64())
     )
+    if "query_embedding" in table.column_names and table.column("query_embedding").null_count:
+        keys = keys.filter(pc.is_valid(table.column("query_embedding")))
     first = keys.group_by(["query"], use_threads=False).aggregate([("_row", "min")])
     return np.sort(first.column("_row_min").to_numpy())
 

@@ -24,12 +24,13 @@ from typing import Any
 
 import httpx
 
+from searchrel.config import ServeConfig
 from searchrel.request_log import RequestLogger, encode_rows
 
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "io.searchrel.request_log.v1"
-MAX_EVENT_BYTES = 16 * 2**20  # one request's rows; 1,000 candidates with embeddings is ~3 MiB
+MAX_EVENT_BYTES = 16 * 2**20  # one request's rows (at most serve.max_pairs of them)
 
 
 class CloudEventSink:
@@ -157,7 +158,7 @@ def receiver_handler(logger: RequestLogger) -> type[BaseHTTPRequestHandler]:
 
 def run_receiver(out_dir: Path, host: str, port: int) -> None:
     """Append every received row to JSON Lines files in ``out_dir`` until interrupted."""
-    logger = RequestLogger(out_dir, sample_rate=1.0)
+    logger = RequestLogger.bounded(out_dir, ServeConfig(), sample_rate=1.0)  # servers sampled
     server = ThreadingHTTPServer((host, port), receiver_handler(logger))
     log.info("request-log receiver on http://%s:%d -> %s", host, port, out_dir)
     try:

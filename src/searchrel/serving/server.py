@@ -1,7 +1,17 @@
-"""Start the student on KServe's ModelServer (REST: V1 and V2), bound where we say.
+"""Start the student on KServe's ModelServer (REST: V1 and V2), bound where we say, guarded.
 
-KServe's REST server binds 0.0.0.0 unconditionally; locally we bind 127.0.0.1 by default, so
-the bind address is applied to the uvicorn config KServe builds.
+KServe builds its REST server inside ``ModelServer.start`` from the module-level name
+``kserve.model_server.RESTServer``, and offers no other way to set what we need, so that one
+name is replaced by a subclass that uses only ``RESTServer``'s public surface:
+
+- ``__init__``: the uvicorn config KServe builds binds 0.0.0.0 and has no connection cap, no
+  deadline for a request head and no way to wrap the app outside Starlette's error middleware;
+  we set the bind address, ``limit_concurrency`` (``serve.max_connections``), the protocol class
+  with the head deadline (``searchrel.serving.connections``) and wrap the app in ``Guard``
+  (``searchrel.serving.middleware``);
+- ``create_application``: KServe registers its exception handlers there, each of which logs a
+  full traceback at ERROR, for a client's mistake too; ours replace the client-error ones
+  with one line at INFO (``handlers``).
 """
 
 from __future__ import annotations
@@ -10,75 +20,70 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import kserve.model_server
+from fastapi.exceptions import RequestValidationError
+from kserve import ModelServer
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+from kserve.model_repository import ModelRepository
+from kserve.protocol.rest.server import RESTServer
+
 from searchrel.config import Config, ServeConfig
-from searchrel.serving import serving_model_module
+from searchrel.model_source import local_model_dir
+from searchrel.serving import handlers
+from searchrel.serving.connections import head_deadline_protocol
+from searchrel.serving.logs import escape_server_logs
+from searchrel.serving.middleware import Guard, strict_binary_decode
+from searchrel.serving.model import StudentModel
 
 log = logging.getLogger(__name__)
 
 
-async def request_validation_handler(request: Any, exc: Any) -> Any:
-    """A body that does not fit the V2 schema: 400 naming the fields, never echoing values.
+class StudentRepository(ModelRepository):
+    """KServe's model registry, holding our one model: ``load`` (the repository API, when it
+    is turned on) loads it again after an ``unload``; KServe's own ``load`` does nothing."""
 
-    FastAPI's own handler answers 422 with the offending input inside; an input such as
-    Infinity cannot be written as JSON, and the request then ends in a 500.
-    """
-    from fastapi.responses import JSONResponse
+    def __init__(self, model: StudentModel) -> None:
+        super().__init__()
+        self.model = model
 
-    problems = [
-        f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg', 'invalid')}"
-        for e in exc.errors()[:5]
-    ]
-    return JSONResponse(status_code=400, content={"error": "; ".join(problems)})
+    def load(self, name: str) -> bool:
+        if name != self.model.name:
+            return False
+        if not self.model.ready:
+            self.model.load()
+        self.update(self.model)
+        return self.model.ready
+
+    def serving(self) -> bool:
+        """Ready to score: the model is loaded and registered (not unloaded)."""
+        return self.model.ready and self.get_model(self.model.name) is self.model
 
 
-def _rest_server_bound_to(host: str, serve_cfg: ServeConfig) -> Any:
-    """KServe's REST server, bound to ``host``, with our request accounting and body limit
-    around every scoring request and V2 binary bodies that fail to decode answered with a 400."""
-    from fastapi.exceptions import RequestValidationError
-    from kserve.protocol.rest.server import RESTServer
+def rest_server_class(host: str, serve_cfg: ServeConfig, ready: Any) -> type[RESTServer]:
+    """KServe's REST server, bound to ``host`` and guarded (see the module docstring)."""
 
-    from searchrel.serving.middleware import InferenceAccounting, strict_binary_decode
-
-    class BoundRESTServer(RESTServer):
-        def __init__(self, *args, **kwargs):
+    class GuardedRESTServer(RESTServer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["timeout_keep_alive"] = serve_cfg.keep_alive_timeout_s
             super().__init__(*args, **kwargs)
-            self.config.host = host
-            plane = self.dataplane
-            plane.decode_inference_request = strict_binary_decode(plane.decode_inference_request)
+            config = self.config
+            config.host = host
+            config.limit_concurrency = serve_cfg.max_connections
+            config.http = head_deadline_protocol(serve_cfg.header_timeout_s)
+            # The import string KServe gives uvicorn names kserve.model_server.app, the app it
+            # adds routes to in create_application; the guard wraps that same object.
+            config.app = Guard(kserve.model_server.app, serve_cfg, ready)
 
-        def _add_middlewares(self, app: Any) -> None:
-            super()._add_middlewares(app)
-            # Added last, so outermost: it sees every request and every answer, 5xx included.
-            app.add_middleware(InferenceAccounting, max_body_bytes=serve_cfg.max_body_bytes)
+        def create_application(self) -> None:
+            super().create_application()
+            app = kserve.model_server.app
+            app.add_exception_handler(InvalidInput, handlers.invalid_input)
+            app.add_exception_handler(ModelNotFound, handlers.model_not_found)
+            app.add_exception_handler(ModelNotReady, handlers.model_not_ready)
+            app.add_exception_handler(NotImplementedError, handlers.not_implemented)
+            app.add_exception_handler(RequestValidationError, handlers.request_validation)
 
-        def _add_exception_handlers(self, app: Any) -> None:
-            super()._add_exception_handlers(app)
-            app.add_exception_handler(RequestValidationError, request_validation_handler)
-
-    return BoundRESTServer
-
-
-def local_model_dir(source: str | Path, download_dir: Path | None = None) -> Path:
-    """The student bundle as a local directory: as given, or fetched from s3://, gs://, ...
-    through kserve's storage module (the same one KServe's storage initializer uses)."""
-    from searchrel.model_source import OBJECT_STORE_PREFIXES, ModelSourceError
-
-    text = str(source)
-    if text.startswith(OBJECT_STORE_PREFIXES):
-        try:
-            from kserve_storage import Storage
-        except ImportError as exc:
-            raise ModelSourceError(
-                f"{text}: object-store bundles need `pip install searchrel[storage]`"
-            ) from exc
-        target = download_dir or Path.cwd() / ".model-cache" / "student"
-        target.mkdir(parents=True, exist_ok=True)
-        path = Path(Storage.download(text, out_dir=str(target)))
-    else:
-        path = Path(text).expanduser()
-    if not (path / "student.json").is_file():
-        raise ModelSourceError(f"{text}: not a student bundle (no student.json)")
-    return path
+    return GuardedRESTServer
 
 
 def serve(
@@ -89,21 +94,28 @@ def serve(
     request_log_dir: Path | None = None,
 ) -> None:
     """Load the student and its item store, then serve until SIGTERM/SIGINT (graceful)."""
-    serving = serving_model_module()  # before kserve itself: it parses argv when imported
-    import kserve.model_server
-    from kserve import ModelServer
-
     host = host or cfg.serve.host
     port = port or cfg.serve.http_port
     if request_log_dir is None and cfg.serve.request_log:
         request_log_dir = Path(cfg.serve.request_log).expanduser()
-    model = serving.StudentModel(
-        local_model_dir(model_dir), cfg.serve, cfg.features, request_log_dir
-    )
+    model = StudentModel(local_model_dir(model_dir), cfg.serve, cfg.features, request_log_dir)
     model.load()
-    kserve.model_server.RESTServer = _rest_server_bound_to(host, cfg.serve)
+    repository = StudentRepository(model)
+    kserve.model_server.RESTServer = rest_server_class(host, cfg.serve, repository.serving)
+    server = ModelServer(
+        http_port=port,
+        enable_grpc=False,
+        workers=1,
+        grace_period=10,
+        registered_models=repository,
+        # KServe's per-request latency line repeats our metrics and echoes the x-request-id.
+        enable_latency_logging=False,
+    )
+    escape_server_logs()  # after ModelServer(): that is where KServe sets up its loggers
+    # Decoding a body (JSON, binary V2 tensors, binary CloudEvents) fails only on client bytes.
+    server.dataplane.decode = strict_binary_decode(server.dataplane.decode)
     log.info("serving %s on http://%s:%d", model.version, host, port)
     try:
-        ModelServer(http_port=port, enable_grpc=False, workers=1, grace_period=10).start([model])
+        server.start([model])
     finally:
         model.stop()  # KServe stops it on SIGTERM/SIGINT; on any other way out, here (idempotent)

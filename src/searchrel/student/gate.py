@@ -25,7 +25,9 @@ import pandas as pd
 
 from searchrel.config import Config, ConfigError
 from searchrel.gitops import GATE_FILE
-from searchrel.serving import serving_model_module
+from searchrel.model_source import local_model_dir
+from searchrel.serving.model import StudentModel
+from searchrel.serving.protocol import INLINE_FIELDS, ScoringRequest
 from searchrel.splits import split_of
 from searchrel.student.compare import (
     UnknownMetricError,
@@ -46,7 +48,7 @@ def held_out_judgments(judgments_path: Path, cfg: Config) -> pd.DataFrame:
 
 
 def _inline(items: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    fields = [f for f in serving_model_module().INLINE_FIELDS if f in items.columns]
+    fields = [f for f in INLINE_FIELDS if f in items.columns]
     out: dict[str, dict[str, Any]] = {}
     for row in items[["item_id", *fields]].to_dict("records"):
         out[row.pop("item_id")] = {
@@ -65,17 +67,13 @@ class Scored(NamedTuple):
 
 def score_bundle(bundle: Path, held_out: pd.DataFrame, items: pd.DataFrame, cfg: Config) -> Scored:
     """Every held-out (query, item) through the bundle's own serving path."""
-    serving = serving_model_module()
-
-    model = serving.StudentModel(bundle, cfg.serve, cfg.features)
+    model = StudentModel(bundle, cfg.serve, cfg.features)
     model.load()
     inline = _inline(items[items["item_id"].isin(held_out["item_id"])])
     probs = np.zeros((len(held_out), model.student.meta.levels), dtype=np.float32)
     for (query, locale), group in held_out.groupby(["query", "locale"], sort=False):
         ids = list(group["item_id"])
-        request = serving.ScoringRequest(
-            str(query), str(locale), ids, inline={i: inline[i] for i in ids}
-        )
+        request = ScoringRequest(str(query), str(locale), ids, inline={i: inline[i] for i in ids})
         probs[group.index.to_numpy()] = model.score(request)[0]
     return Scored(probs, model.version, model.student.meta.levels)
 
@@ -89,8 +87,6 @@ def gate(
     cfg: Config,
 ) -> dict[str, Any]:
     """Compare the candidate with the serving bundle; write and return the decision."""
-    from searchrel.serving.server import local_model_dir
-
     g = cfg.gate
     held_out = held_out_judgments(judgments_path, cfg)
     items = read_table(items_path, "items").table.to_pandas()

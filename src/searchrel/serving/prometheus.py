@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+import threading
+
+import numpy as np
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
+from prometheus_client.metrics_core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 # Every request to the scoring endpoints (V1 predict, V2 infer), counted and timed by the HTTP
 # middleware (searchrel.serving.middleware) whatever answered it: 4xx from validation and
@@ -26,7 +31,42 @@ CANDIDATES = Histogram(
     "Candidate items per scored query",
     buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
-SCORES = Histogram(
+
+
+class ScoreHistogram(Collector):
+    """A histogram observed a whole request at a time: ``prometheus_client``'s ``Histogram``
+    takes one value per call, and a call per scored item cost more than the student's forward
+    pass at 1,000 candidates. Exposed exactly as a ``Histogram`` of the same name would be."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = np.array(buckets, dtype=np.float64)
+        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # the last: above every bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        REGISTRY.register(self)
+
+    def observe_many(self, values: np.ndarray) -> None:
+        where = np.searchsorted(self.bounds, values, side="left")  # le: a value on a bound is in
+        counts = np.bincount(where, minlength=len(self._counts))
+        total = float(np.sum(values, dtype=np.float64))
+        with self._lock:
+            self._counts += counts
+            self._sum += total
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        with self._lock:
+            cumulative, total = np.cumsum(self._counts), self._sum
+        buckets = [
+            (repr(float(b)), float(c)) for b, c in zip(self.bounds, cumulative, strict=False)
+        ]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], buckets, total)
+        return [family]
+
+
+SCORES = ScoreHistogram(
     "searchrel_score",
     "Expected relevance level of each scored item",
     buckets=(1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0),
