@@ -716,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         "embedding" in args.models
     ):
         result["embedding_encode"] = runner.precompute_embeddings(plans)
-    elif args.resume:  # the figure of the run that encoded them
+    elif args.resume and args.out.is_file():  # the figure of the run that encoded them
         old = json.loads(args.out.read_text(encoding="utf-8"))
         result["embedding_encode"] = old.get("embedding_encode")
 

@@ -90,7 +90,10 @@ def teacher_scores(directory: Path, probes: list[dict[str, Any]]) -> np.ndarray:
     from searchrel.teacher.ensemble import load_scorer
 
     scorer = load_scorer(directory)
-    rows = [{"description": d} for p in probes for d in p["descriptions"]]
+    # The candidate text goes into the first field the teacher reads (a title-only teacher
+    # would otherwise read nothing at all).
+    field = scorer.meta.fields[0]
+    rows = [{field: d} for p in probes for d in p["descriptions"]]
     queries = [p["title"] for p in probes for _ in p["descriptions"]]
     probs = scorer.predict_proba(queries, scorer.item_texts(rows))
     return expected_score(probs).reshape(len(probes), CANDIDATES)
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", action="append", default=[], metavar="NAME=DIR")
     p.add_argument("--probes", type=int, default=300)
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--resume", action="store_true", help="keep the rows already in --out")
     p.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "bench_forgetting")
     p.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / "teacher_forgetting_probe.json"
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     probes = build_probes(load_crowdflower(csvs, args.work_dir), args.probes, args.seed)
     rows: dict[str, dict[str, Any]] = {}
+    if args.resume and args.out.is_file():
+        rows = json.loads(args.out.read_text(encoding="utf-8"))["models"]
     models: list[tuple[str, Any]] = [
         ("minilm_bi_encoder", lambda: bi_encoder_scores(MINILM, probes))
     ]
@@ -126,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, directory = spec.partition("=")
         models.append((name, lambda d=Path(directory): teacher_scores(d, probes)))
     for name, score in models:
+        if name in rows:
+            continue
         started = time.perf_counter()
         rows[name] = {**rank_metrics(score()), "seconds": round(time.perf_counter() - started, 1)}
         print(name, rows[name], flush=True)
