@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from searchrel.config import Config, load_config
 from searchrel.teacher.ensemble import (
     ENSEMBLE_FILE,
     EnsembleError,
@@ -27,19 +28,21 @@ QUERIES = ["garden idea 99", "cake idea 99", "cake idea 98"]
 ROWS = [{"title": "roses in a garden bed 1", "description": "roses"}] * 3
 
 
-@pytest.fixture(scope="module")
-def ensemble(
-    tmp_path_factory: pytest.TempPathFactory, toy_tables: tuple[Path, Path], tiny_bert: Path
-) -> tuple[Path, dict[str, object]]:
-    from searchrel.config import load_config
-
-    cfg = load_config(
+def _three_seeds(tiny_bert: Path) -> Config:
+    return load_config(
         overrides={
             "data": {"levels": 3, "test_fraction": 0.2, "val_fraction": 0.2},
             "teacher": {"base_model": str(tiny_bert), "finetune": "full", "epochs": 1,
                         "max_length": 32, "members": 3, "fields": ["title", "description"]},
         }
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ensemble(
+    tmp_path_factory: pytest.TempPathFactory, toy_tables: tuple[Path, Path], tiny_bert: Path
+) -> tuple[Path, dict[str, object]]:
+    cfg = _three_seeds(tiny_bert)
     out = tmp_path_factory.mktemp("ensemble") / "teacher"
     return out, train_teacher(*toy_tables, out, cfg)
 
@@ -64,17 +67,9 @@ def test_an_ensembles_soft_labels_are_the_mean_of_its_members(
 def test_a_rerun_keeps_the_finished_members(
     ensemble: tuple[Path, dict[str, object]], toy_tables: tuple[Path, Path], tiny_bert: Path
 ) -> None:
-    from searchrel.config import load_config
-
     out, summary = ensemble
     stamp = (out / "members" / "member-1" / "teacher.json").stat().st_mtime_ns
-    cfg = load_config(
-        overrides={
-            "data": {"levels": 3, "test_fraction": 0.2, "val_fraction": 0.2},
-            "teacher": {"base_model": str(tiny_bert), "finetune": "full", "epochs": 1,
-                        "max_length": 32, "members": 3, "fields": ["title", "description"]},
-        }
-    )  # fmt: skip
+    cfg = _three_seeds(tiny_bert)
     again = train_teacher(*toy_tables, out, cfg)
     assert again["teacher_version"] == summary["teacher_version"]
     assert (out / "members" / "member-1" / "teacher.json").stat().st_mtime_ns == stamp
