@@ -60,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             "query": list(rows["query"]),
             "locale": list(rows["locale"]),
             "item_id": list(rows["item_id"]),
+            "impressions": [1] * len(rows),  # each pair shown once
             **{
                 c: pa.nulls(len(rows), pa.int64())
-                for c in ("impressions", "clicks", "saves", "closeups")
+                for c in ("clicks", "saves", "closeups")  # engagement unknown
             },
         }
     )
