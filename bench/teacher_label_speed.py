@@ -60,11 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             "query": list(rows["query"]),
             "locale": list(rows["locale"]),
             "item_id": list(rows["item_id"]),
-            "impressions": [1] * len(rows),  # each pair shown once
-            **{
-                c: pa.nulls(len(rows), pa.int64())
-                for c in ("clicks", "saves", "closeups")  # engagement unknown
-            },
+            "impressions": [1] * len(rows),  # each pair shown once, never engaged with
+            **{c: [0] * len(rows) for c in ("clicks", "saves", "closeups")},
         }
     )
     items_path, impressions_path = args.work_dir / "items.parquet", args.work_dir / "imp.parquet"
