@@ -138,13 +138,9 @@ def teacher_ensemble_cmd(
     out: Annotated[Path, typer.Option(help="ensemble directory to write")],
 ) -> None:
     """Make one teacher of several trained ones: their probabilities are averaged."""
-    from searchrel.teacher.ensemble import EnsembleError, write_ensemble
+    from searchrel.teacher.ensemble import write_ensemble
 
-    try:
-        version = write_ensemble(out, members)
-    except EnsembleError as exc:  # caught here: the error path of every other command stays light
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from exc
+    version = write_ensemble(out, members)
     _print({"stage": "teacher-ensemble", "teacher_version": version, "members": len(members)})
 
 

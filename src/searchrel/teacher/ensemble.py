@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from searchrel.model_source import ModelSourceError
 from searchrel.teacher.model import META_FILE, TeacherMeta, TeacherScorer
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -28,8 +29,9 @@ MEMBERS_DIR = "members"
 SHARED_META = ("levels", "fields", "field_max_tokens", "max_length", "base_model")
 
 
-class EnsembleError(ValueError):
-    """Members that cannot form an ensemble; one line for the user."""
+class EnsembleError(ModelSourceError):
+    """Members that cannot form (or no longer form) an ensemble: a teacher source that cannot
+    be resolved, so every command reports it as one line for the user."""
 
 
 def _check_members(metas: Sequence[TeacherMeta], names: Sequence[str]) -> None:
