@@ -23,19 +23,23 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from searchrel import tables
 from searchrel.config import ServeConfig
-from searchrel.schema import REQUEST_LOG
+from searchrel.schema import REQUEST_LOG, SCALAR_FEATURES
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +138,88 @@ def encode_rows(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class ServedRequest:
+    """One scored request as the server logs it: columnar, so that logging costs nothing for a
+    request that is not sampled and one pass of ``encode_served`` for one that is."""
+
+    query: str
+    locale: str
+    item_ids: list[str]
+    query_embedding: np.ndarray  # [D]
+    scalars: np.ndarray  # [n, len(SCALAR_FEATURES)], in that order
+    probs: np.ndarray  # [n, K]
+    expected_score: np.ndarray  # [n]
+    model_version: str
+    digits: int = 5  # decimals of each float written (float32 carries about 7)
+    ts: float = field(default_factory=time.time)
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The request as ``schema.REQUEST_LOG`` rows (the query embedding on the first only)."""
+        d = self.digits
+        feats = self.scalars.round(d).tolist()
+        probs = self.probs.round(d).tolist()
+        expected = self.expected_score.round(d).tolist()
+        head = {"ts": self.ts, "request_id": self.request_id, "query": self.query,
+                "locale": self.locale}  # fmt: skip
+        return [
+            {
+                **head,
+                "item_id": item_id,
+                "query_embedding": self.query_embedding.round(d).tolist() if j == 0 else None,
+                **dict(zip(SCALAR_FEATURES, feats[j], strict=True)),
+                "probs": probs[j],
+                "expected_score": expected[j],
+                "model_version": self.model_version,
+            }
+            for j, item_id in enumerate(self.item_ids)
+        ]
+
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_FEATURES_TEMPLATE = ",".join(f"{orjson.dumps(name).decode()}:{{}}" for name in SCALAR_FEATURES)
+
+
+def _numbers_by_row(values: np.ndarray, digits: int) -> list[str]:
+    """Each row of a 2-D float array as its JSON numbers, comma-separated, no brackets: one
+    ``orjson`` call for the whole array instead of one ``json.dumps`` per row. Float32 stays
+    float32, written in its shortest form."""
+    text = orjson.dumps(np.ascontiguousarray(values.round(digits)), option=_NUMPY).decode()
+    return text[2:-2].split("],[")
+
+
+def encode_served(served: ServedRequest) -> list[str]:
+    """The JSON lines of ``served.rows()``, written straight from the arrays (a sampled
+    1,000-candidate request is logged inside the request's time). A NaN or an infinity, which
+    the reader must quarantine, takes ``encode_rows``, which writes it as a string."""
+    n = len(served.item_ids)
+    arrays = (served.query_embedding, served.scalars, served.probs, served.expected_score)
+    if n == 0 or not all(np.isfinite(a).all() for a in arrays):
+        return encode_rows(served.rows())
+    d = served.digits
+    head_fields = {
+        "ts": _iso_utc(served.ts),
+        "request_id": served.request_id,
+        "query": served.query,
+        "locale": served.locale,
+        "model_version": served.model_version,
+    }
+    head = orjson.dumps(head_fields).decode()[:-1]
+    first = orjson.dumps(np.ascontiguousarray(served.query_embedding.round(d)), option=_NUMPY)
+    embeddings = [first.decode()] + ["null"] * (n - 1)
+    features = _numbers_by_row(served.scalars, d)
+    probs = _numbers_by_row(served.probs, d)
+    expected = _numbers_by_row(served.expected_score.reshape(1, -1), d)[0].split(",")
+    return [
+        f'{head},"item_id":{orjson.dumps(item_id).decode()},"query_embedding":{emb},'
+        f'{_FEATURES_TEMPLATE.format(*feats.split(","))},"probs":[{p}],"expected_score":{e}}}\n'
+        for item_id, emb, feats, p, e in zip(
+            served.item_ids, embeddings, features, probs, expected, strict=True
+        )
+    ]
+
+
 class RequestLogger:
     """Write a sample of served requests to JSON Lines files; thread-safe, cheap per request.
 
@@ -208,19 +294,26 @@ class RequestLogger:
 
     def log(self, rows: list[dict[str, Any]]) -> bool:
         """Log one request's rows if it is sampled; return whether it was written."""
-        if not rows:
+        return self._log(len(rows), lambda: encode_rows(rows))
+
+    def log_served(self, served: ServedRequest) -> bool:
+        """Log one scored request (as its rows) if it is sampled; return whether it was written."""
+        return self._log(len(served.item_ids), lambda: encode_served(served))
+
+    def _log(self, n_rows: int, encode: Callable[[], list[str]]) -> bool:
+        if not n_rows:
             return False
         if not self._sampled():
             with self._lock:
                 self.requests_skipped += 1
-                self.rows_skipped += len(rows)
+                self.rows_skipped += n_rows
             return False
         try:
-            lines = encode_rows(rows)  # outside the lock: the costly part
+            lines = encode()  # outside the lock: the costly part
         except (TypeError, ValueError) as exc:  # e.g. a key that is not a string
             with self._lock:
-                self.rows_failed += len(rows)
-            log.warning("request log: could not encode %d row(s): %s", len(rows), exc)
+                self.rows_failed += n_rows
+            log.warning("request log: could not encode %d row(s): %s", n_rows, exc)
             return False
         text = "".join(lines)
         with self._lock:
@@ -229,14 +322,14 @@ class RequestLogger:
                 handle.write(text)
                 handle.flush()
             except OSError as exc:
-                self.rows_failed += len(rows)
-                log.warning("request log: could not write %d row(s): %s", len(rows), exc)
+                self.rows_failed += n_rows
+                log.warning("request log: could not write %d row(s): %s", n_rows, exc)
                 self._close_locked()
                 return False
-            self._file_rows += len(rows)
+            self._file_rows += n_rows
             self._file_bytes += len(text.encode("utf-8"))
             self.requests_logged += 1
-            self.rows_logged += len(rows)
+            self.rows_logged += n_rows
             if self._file_rows >= self.max_rows_per_file or (
                 self.max_file_bytes is not None and self._file_bytes >= self.max_file_bytes
             ):

@@ -18,6 +18,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import httpx
 
 from searchrel.config import ServeConfig
-from searchrel.request_log import RequestLogger, encode_rows
+from searchrel.request_log import RequestLogger, ServedRequest, encode_rows, encode_served
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ MAX_EVENT_BYTES = 16 * 2**20  # one request's rows (at most serve.max_pairs of t
 
 
 class CloudEventSink:
-    """``log(rows)`` like ``RequestLogger``: sampled per request, queued, posted in the
-    background; a full queue or a failed post drops the event and counts it (never raises)."""
+    """``log(rows)`` and ``log_served`` like ``RequestLogger``: sampled per request, queued,
+    posted in the background; a full queue or a failed post drops the event and counts it
+    (never raises)."""
 
     def __init__(
         self,
@@ -56,15 +58,21 @@ class CloudEventSink:
         self._worker.start()
 
     def log(self, rows: list[dict[str, Any]]) -> bool:
-        if not rows:
+        event_id = str(rows[0].get("request_id") or uuid.uuid4().hex) if rows else ""
+        return self._log(len(rows), lambda: encode_rows(rows), event_id)
+
+    def log_served(self, served: ServedRequest) -> bool:
+        return self._log(len(served.item_ids), lambda: encode_served(served), served.request_id)
+
+    def _log(self, n_rows: int, encode: Callable[[], list[str]], event_id: str) -> bool:
+        if not n_rows:
             return False
         with self._lock:
             if self.sample_rate < 1.0 and self._rng.random() >= self.sample_rate:
                 return False
-        body = ("[" + ",".join(line.rstrip("\n") for line in encode_rows(rows)) + "]").encode()
-        event_id = str(rows[0].get("request_id") or uuid.uuid4().hex)
+        body = ("[" + ",".join(line.rstrip("\n") for line in encode()) + "]").encode()
         try:
-            self._queue.put_nowait((event_id, body, len(rows)))
+            self._queue.put_nowait((event_id, body, n_rows))
         except queue.Full:
             with self._lock:
                 self.events_dropped += 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,8 +25,7 @@ from searchrel.config import FeatureConfig, ServeConfig
 from searchrel.features.embedder import Embedder
 from searchrel.features.pairs import PairFeaturizer, assemble_inputs
 from searchrel.features.store import InlineItems, ItemStore
-from searchrel.request_log import RequestLogger
-from searchrel.schema import SCALAR_FEATURES
+from searchrel.request_log import RequestLogger, ServedRequest
 from searchrel.scores import expected_score
 from searchrel.serving import prometheus
 from searchrel.serving.cloudevents import CloudEventSink
@@ -35,7 +33,6 @@ from searchrel.serving.protocol import Parsed, RequestParser, ScoringRequest, sh
 from searchrel.student.model import BUNDLE_ENCODER_DIR, BUNDLE_STORE_DIR, ExportedStudent
 
 log = logging.getLogger(__name__)
-LOG_DIGITS = 5  # decimals of each float in the request log (float32 carries about 7)
 
 
 class StudentModel(Model):
@@ -129,42 +126,11 @@ class StudentModel(Model):
             self.embedder.cache_hits / max(1, self.embedder.cache_hits + self.embedder.cache_misses)
         )
         if self.logger is not None:
-            self._log(req, qvec, scalars, probs, scores)
-        return probs, scores
-
-    def _log(
-        self,
-        req: ScoringRequest,
-        qvec: np.ndarray,
-        scalars: np.ndarray,
-        probs: np.ndarray,
-        scores: np.ndarray,
-    ) -> None:
-        assert self.logger is not None
-        # Compact: the query embedding once per request (drift needs one per query, not a copy
-        # per candidate) and every float at the precision drift and audits use.
-        digits = LOG_DIGITS
-        request_id, ts = uuid.uuid4().hex, time.time()
-        feats = scalars.round(digits).tolist()
-        prob_rows = probs.round(digits).tolist()
-        expected = scores.round(digits).tolist()
-        rows = []
-        for j, item_id in enumerate(req.item_ids):
-            rows.append(
-                {
-                    "ts": ts,
-                    "request_id": request_id,
-                    "query": req.query,
-                    "locale": req.locale,
-                    "item_id": item_id,
-                    "query_embedding": qvec.round(digits).tolist() if j == 0 else None,
-                    **dict(zip(SCALAR_FEATURES, feats[j], strict=True)),
-                    "probs": prob_rows[j],
-                    "expected_score": expected[j],
-                    "model_version": self.version,
-                }
+            served = ServedRequest(
+                req.query, req.locale, req.item_ids, qvec, scalars, probs, scores, self.version
             )
-        self.logger.log(rows)
+            self.logger.log_served(served)
+        return probs, scores
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Parsed:
         """KServe's hook between decoding and ``predict``: the request parsed and checked
