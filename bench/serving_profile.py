@@ -1,7 +1,8 @@
 """Where a scoring request's time goes inside the student server, stage by stage, in process
 (no HTTP): parsing (JSON and the request checks), item lookup, featurization (with the query
 encoder apart: cached or not), input assembly, the student FFN, the expected score and
-metrics, and serializing the answer.
+metrics, encoding a sampled request for the request log (from its arrays, as the server does,
+and row by row, as it did before, for the ratio), and serializing the answer.
 
     .venv/bin/python bench/serving_profile.py --run-dir runs/demo/pipeline/<run>
 
@@ -32,6 +33,7 @@ from bench.machine import machine_info  # noqa: E402
 from bench.serving import newest_run  # noqa: E402
 from searchrel.config import ServeConfig, load_config  # noqa: E402
 from searchrel.features.pairs import assemble_inputs  # noqa: E402
+from searchrel.request_log import ServedRequest, encode_rows, encode_served  # noqa: E402
 from searchrel.scores import expected_score  # noqa: E402
 from searchrel.serving.model import StudentModel  # noqa: E402
 
@@ -61,6 +63,13 @@ def profile(model: StudentModel, bodies: list[bytes]) -> dict[str, float]:
         t = timed("student_ffn", t)
         scores = expected_score(probs)
         t = timed("expected_score", t)
+        served = ServedRequest(req.query, req.locale, req.item_ids, feats.query_embedding,
+                               feats.scalars, probs, scores, model.version)  # fmt: skip
+        t = time.perf_counter()
+        encode_served(served)
+        t = timed("request_log_encode_sampled", t)
+        encode_rows(served.rows())
+        t = timed("request_log_encode_row_by_row", t)
         answer = {"predictions": [{"item_ids": req.item_ids, "probs": probs.round(6).tolist(),
                                    "scores": scores.round(6).tolist()}]}  # fmt: skip
         orjson.dumps(answer)
