@@ -11,9 +11,11 @@ Protocol, on CrowdFlower (../shared/data/crowdflower, 4 levels), one grouped fol
   queries' human labels are used only to score.
 * Teacher: ``searchrel teacher train`` (a subprocess: the CLI the pipeline runs) on all human
   labels of the training queries; the validation queries (``--val-fraction`` by query hash,
-  the salt of bench/teacher_crowdflower.py, so the split is that bench's) early-stop it. Its
-  settings: ``--teacher-config`` (a YAML file's ``teacher:`` section, merged over the
-  defaults), else the defaults this bench has always used (MiniLM LoRA, 64 tokens, 4 epochs).
+  the salt of bench/teacher_crowdflower.py, so the split is that bench's) early-stop it; with
+  ``--teacher-from``, the teacher that bench trained on the same inputs is reused instead of
+  trained again (checked by fingerprint). Its settings: ``--teacher-config`` (a YAML file's
+  ``teacher:`` section, merged over the defaults), else the defaults this bench has always
+  used (MiniLM LoRA, 64 tokens, 4 epochs).
 * The daily log (``searchrel.data.retrieval_log``): for every query, the first N items of the
   whole catalogue by the system's own first-stage signals (BM25 + embedding cosine of the
   serving featurizer, reciprocal-rank fusion), N in ``--sizes``. No engagement (CrowdFlower
@@ -95,6 +97,7 @@ from searchrel.splits import query_key, split_of
 from searchrel.student.dataset import FeatureRows
 from searchrel.student.train import fit_student
 from searchrel.tables import read_table, write_table
+from searchrel.teacher.checkpoint import fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("distillation_daily_log")
@@ -141,6 +144,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--teacher-patience", type=int, help="overrides the teacher's patience")
     p.add_argument("--max-length", type=int, help="overrides the teacher's max_length")
     p.add_argument("--teacher-base-model", help="overrides the teacher's base_model")
+    p.add_argument(
+        "--teacher-from",
+        help="a teacher bench/teacher_crowdflower.py trained per grouped fold, e.g. "
+        "WORK/grouped/fold{fold}/NAME: used where its fingerprint (settings and input bytes) "
+        "is this fold's, else a teacher is trained",
+    )
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation queries' share")
     p.add_argument("--label-shards", type=int, default=8, help="shards of the labeling run")
     p.add_argument("--seed", type=int, default=13, help="first student seed; teacher seed")
@@ -502,12 +511,16 @@ class DailyLogBench:
             write_table(frame, judgments_path, "judgments", K)
             for name in ("teacher_training", "labeling", "test_labeling", "results", "speed"):
                 record.pop(name, None)  # whatever the old teacher made is void
-            _, wall = run_cli(
-                ["teacher", "train", "--items", str(self.items_path), "--judgments",
-                 str(judgments_path), "--out", str(teacher_dir), "--config", str(config_path)],
-                fdir / "teacher_train.log",
-            )  # fmt: skip
-            record["teacher_training_wall_seconds"] = round(wall, 1)
+            record.pop("teacher_reused_from", None)
+            if self._reuse_teacher(k, teacher_dir, config_path, judgments_path):
+                record["teacher_reused_from"] = str(self._teacher_source(k))
+            else:
+                _, wall = run_cli(
+                    ["teacher", "train", "--items", str(self.items_path), "--judgments",
+                     str(judgments_path), "--out", str(teacher_dir), "--config", str(config_path)],
+                    fdir / "teacher_train.log",
+                )  # fmt: skip
+                record["teacher_training_wall_seconds"] = round(wall, 1)
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
         if (summary["train_pairs"], summary["val_pairs"]) != (len(h_train), len(h_val)):
             raise AssertionError(f"fold {k}: the teacher's split differs from the bench's")
@@ -518,6 +531,26 @@ class DailyLogBench:
         }  # fmt: skip
         self.save()
         return teacher_dir
+
+    def _teacher_source(self, k: int) -> Path:
+        return Path(str(self.args.teacher_from).format(fold=k))
+
+    def _reuse_teacher(
+        self, k: int, teacher_dir: Path, config_path: Path, judgments_path: Path
+    ) -> bool:
+        """Copy the teacher ``--teacher-from`` names for fold ``k`` instead of training one,
+        if it is the teacher this fold would train (``why_not_reusable``)."""
+        if self.args.teacher_from is None:
+            return False
+        source = self._teacher_source(k)
+        reason = why_not_reusable(source, config_path, self.items_path, judgments_path)
+        if reason:
+            log.warning("fold %d: %s: training one", k, reason)
+            return False
+        shutil.rmtree(teacher_dir, ignore_errors=True)  # a cut training run's checkpoints
+        shutil.copytree(source, teacher_dir)
+        log.info("fold %d: the teacher of %s, trained on the same inputs, reused", k, source)
+        return True
 
     def _label(
         self,
@@ -592,6 +625,23 @@ class DailyLogBench:
             self.fold(k, store, featurizer, ranked)
         print(json.dumps(self.result["summary"], indent=2, default=float))
         return 0
+
+
+def why_not_reusable(
+    source: Path, config_path: Path, items_path: Path, judgments_path: Path
+) -> str | None:
+    """Why the teacher in ``source`` is not the one ``searchrel teacher train`` would make from
+    this config, items and judgments (None: it is). The same fingerprint (teacher and data
+    settings, the inputs' bytes) means an epoch-for-epoch identical run: skipping it changes no
+    figure."""
+    try:
+        summary = json.loads((source / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"no finished teacher at {source} ({exc})"
+    if summary.get("fingerprint") != fingerprint(load_config(config_path), items_path,
+                                                  judgments_path):  # fmt: skip
+        return f"{source} was trained on other settings or data"
+    return None
 
 
 def impression_log_of_pairs(

@@ -13,8 +13,10 @@ from bench.distillation_daily_log import (
     settings_key,
     settings_of,
     teacher_overrides,
+    why_not_reusable,
 )
-from searchrel.config import ConfigError
+from searchrel.config import ConfigError, dump_config
+from searchrel.teacher.checkpoint import fingerprint
 
 
 def _key(argv: list[str]) -> str:
@@ -67,3 +69,27 @@ def test_a_result_resumes_across_folds_but_not_across_settings() -> None:
     assert _key(["--sizes", "25", "100"]) != base
     assert _key(["--sizes", "25", "50", "--student-seeds", "3"]) != base
     assert _key(["--sizes", "25", "50", "--teacher-epochs", "2"]) != base
+
+
+def test_a_trained_teacher_is_reused_only_for_the_same_settings_and_input_bytes(
+    tmp_path: Path,
+) -> None:
+    args = parse_args(["--folds", "0"])
+    cfg = fold_config(args, teacher_overrides(args), 0)
+    config = tmp_path / "config.yaml"
+    config.write_text(dump_config(cfg), encoding="utf-8")
+    items, judgments = tmp_path / "items.parquet", tmp_path / "judgments.parquet"
+    items.write_bytes(b"the items")
+    judgments.write_bytes(b"the judgments of fold 0's training queries")
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    assert "no finished teacher" in str(why_not_reusable(teacher, config, items, judgments))
+    summary = teacher / "summary.json"
+    summary.write_text(f'{{"fingerprint": "{fingerprint(cfg, items, judgments)}"}}')
+    assert why_not_reusable(teacher, config, items, judgments) is None
+    judgments.write_bytes(b"the judgments of another fold")
+    assert "other settings or data" in str(why_not_reusable(teacher, config, items, judgments))
+    judgments.write_bytes(b"the judgments of fold 0's training queries")
+    other = fold_config(args, {**teacher_overrides(args), "learning_rate": 1e-5}, 0)
+    config.write_text(dump_config(other), encoding="utf-8")
+    assert "other settings or data" in str(why_not_reusable(teacher, config, items, judgments))
