@@ -96,6 +96,11 @@ def test_figures_come_from_the_files_each_step_wrote(tmp_path: Path) -> None:
     tables = {"items": counts, "judgments": counts, "impressions": counts}
     (ingest / "summary").write_text(json.dumps({"stage": "ingest", **tables}))
     assert step_figure(ingest) == "2 items, 2 judgments, 2 impressions (3 rows quarantined)"
+    tables["impressions"] = {**counts, "pairs": 2, "never_judged": 1}
+    (ingest / "summary").write_text(json.dumps({"stage": "ingest", **tables}))
+    assert step_figure(ingest) == (
+        "2 items, 2 judgments, 2 impressions (1 logged pairs never judged; 3 rows quarantined)"
+    )
     shards = tmp_path / "label-shard-iteration-0" / "shard_labels" / "date=2024-05-01"
     shards.mkdir(parents=True)
     (shards / "shard-0-of-2.json").write_text(

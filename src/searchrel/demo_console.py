@@ -77,7 +77,9 @@ def summary_figure(s: dict[str, Any]) -> str:
         tables = [t for t in ("items", "judgments", "impressions") if t in s]
         counts = ", ".join(f"{s[t]['rows_out']:,} {t}" for t in tables)
         quarantined = sum(s[t].get("quarantined", 0) for t in tables)
-        return f"{counts} ({quarantined} rows quarantined)"
+        never = s.get("impressions", {}).get("never_judged")
+        unjudged = "" if never is None else f"{never:,} logged pairs never judged; "
+        return f"{counts} ({unjudged}{quarantined} rows quarantined)"
     if stage == "caption":
         statuses = ", ".join(f"{n} {k}" for k, n in s.get("statuses", {}).items())
         return f"{s.get('items', 0)} items: {statuses or 'none'}"

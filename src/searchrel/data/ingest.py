@@ -11,10 +11,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from searchrel.config import Config
 from searchrel.tables import read_table, write_quarantine, write_table
 
 TABLES = ("items", "judgments", "impressions")
+PAIR = ["query", "locale", "item_id"]
+
+
+def impression_pairs(impressions: pa.Table, judgments: pa.Table) -> dict[str, int]:
+    """The distinct (query, locale, item) pairs of the impression log, and how many of them no
+    human judged: what the teacher's labels add to the student's training set."""
+    pairs = impressions.select(PAIR).group_by(PAIR).aggregate([])
+    judged = judgments.select(PAIR).group_by(PAIR).aggregate([])
+    never = pairs.join(judged, keys=PAIR, join_type="left anti")
+    return {"pairs": pairs.num_rows, "never_judged": never.num_rows}
 
 
 def ingest(
@@ -32,6 +44,7 @@ def ingest(
             if not src.is_dir():
                 raise FileNotFoundError(f"data source is not a directory: {source}")
         summary: dict[str, Any] = {"stage": "ingest", "source": source, "levels": cfg.data.levels}
+        tables: dict[str, pa.Table] = {}
         for name in TABLES:
             result = read_table(
                 src / f"{name}.parquet",
@@ -45,6 +58,8 @@ def ingest(
                     result.quarantine, outputs[name].with_name(f"{name}.quarantine.parquet")
                 )
             summary[name] = result.summary()
+            tables[name] = result.table
+        summary["impressions"].update(impression_pairs(tables["impressions"], tables["judgments"]))
     if summary_path is not None:
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
