@@ -511,7 +511,8 @@ class DailyLogBench:
             write_table(frame, judgments_path, "judgments", K)
             for name in ("teacher_training", "labeling", "test_labeling", "results", "speed"):
                 record.pop(name, None)  # whatever the old teacher made is void
-            record.pop("teacher_reused_from", None)
+            for name in ("teacher_reused_from", "teacher_training_wall_seconds"):
+                record.pop(name, None)  # whichever way the last teacher came
             if self._reuse_teacher(k, teacher_dir, config_path, judgments_path):
                 record["teacher_reused_from"] = str(self._teacher_source(k))
             else:
@@ -631,15 +632,17 @@ def why_not_reusable(
     source: Path, config_path: Path, items_path: Path, judgments_path: Path
 ) -> str | None:
     """Why the teacher in ``source`` is not the one ``searchrel teacher train`` would make from
-    this config, items and judgments (None: it is). The same fingerprint (teacher and data
-    settings, the inputs' bytes) means an epoch-for-epoch identical run: skipping it changes no
-    figure."""
+    this config, items and judgments (None: it is). The fingerprint covers the teacher and data
+    settings and the inputs' bytes, not the code or library versions: a teacher of the same
+    checkout on the same machine is the run this fold would do."""
     try:
         summary = json.loads((source / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return f"no finished teacher at {source} ({exc})"
-    if summary.get("fingerprint") != fingerprint(load_config(config_path), items_path,
-                                                  judgments_path):  # fmt: skip
+    if "fingerprint" not in summary:  # e.g. an ensemble: its members have one each
+        return f"{source} records no fingerprint"
+    if summary["fingerprint"] != fingerprint(load_config(config_path), items_path,
+                                             judgments_path):  # fmt: skip
         return f"{source} was trained on other settings or data"
     return None
 

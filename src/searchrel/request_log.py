@@ -140,8 +140,8 @@ def encode_rows(rows: list[dict[str, Any]]) -> list[str]:
 
 @dataclass(frozen=True)
 class ServedRequest:
-    """One scored request as the server logs it: columnar, so that logging costs nothing for a
-    request that is not sampled and one pass of ``encode_served`` for one that is."""
+    """One scored request as the server logs it: columnar, so that a request that is not
+    sampled is never turned into rows, and one that is takes one pass of ``encode_served``."""
 
     query: str
     locale: str
@@ -181,23 +181,33 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _FEATURES_TEMPLATE = ",".join(f"{orjson.dumps(name).decode()}:{{}}" for name in SCALAR_FEATURES)
 
 
-def _numbers_by_row(values: np.ndarray, digits: int) -> list[str]:
+def _numbers_by_row(values: np.ndarray) -> list[str]:
     """Each row of a 2-D float array as its JSON numbers, comma-separated, no brackets: one
     ``orjson`` call for the whole array instead of one ``json.dumps`` per row. Float32 stays
-    float32, written in its shortest form."""
-    text = orjson.dumps(np.ascontiguousarray(values.round(digits)), option=_NUMPY).decode()
+    float32, written in its shortest form. orjson takes only C-contiguous, native-order arrays."""
+    text = orjson.dumps(np.ascontiguousarray(values, values.dtype.newbyteorder("=")),
+                        option=_NUMPY).decode()  # fmt: skip
     return text[2:-2].split("],[")
 
 
 def encode_served(served: ServedRequest) -> list[str]:
-    """The JSON lines of ``served.rows()``, written straight from the arrays (a sampled
-    1,000-candidate request is logged inside the request's time). A NaN or an infinity, which
-    the reader must quarantine, takes ``encode_rows``, which writes it as a string."""
+    """The JSON lines of ``served.rows()``, written straight from the arrays rather than a dict
+    and a ``json.dumps`` per candidate. A value that is not finite once rounded (NaN, an
+    infinity, a float32 that rounding overflows), which the reader must quarantine, takes
+    ``encode_rows``, which writes it as a string."""
     n = len(served.item_ids)
-    arrays = (served.query_embedding, served.scalars, served.probs, served.expected_score)
+    if served.scalars.shape != (n, len(SCALAR_FEATURES)):
+        raise ValueError(
+            f"scalars of shape {served.scalars.shape}, not ({n}, {len(SCALAR_FEATURES)})"
+        )
+    d = served.digits
+    query_embedding, scalars, probs, expected = (
+        a.round(d)
+        for a in (served.query_embedding, served.scalars, served.probs, served.expected_score)
+    )
+    arrays = (query_embedding, scalars, probs, expected)
     if n == 0 or not all(np.isfinite(a).all() for a in arrays):
         return encode_rows(served.rows())
-    d = served.digits
     head_fields = {
         "ts": _iso_utc(served.ts),
         "request_id": served.request_id,
@@ -206,16 +216,15 @@ def encode_served(served: ServedRequest) -> list[str]:
         "model_version": served.model_version,
     }
     head = orjson.dumps(head_fields).decode()[:-1]
-    first = orjson.dumps(np.ascontiguousarray(served.query_embedding.round(d)), option=_NUMPY)
-    embeddings = [first.decode()] + ["null"] * (n - 1)
-    features = _numbers_by_row(served.scalars, d)
-    probs = _numbers_by_row(served.probs, d)
-    expected = _numbers_by_row(served.expected_score.reshape(1, -1), d)[0].split(",")
+    embeddings = [f"[{_numbers_by_row(query_embedding.reshape(1, -1))[0]}]"] + ["null"] * (n - 1)
+    features = _numbers_by_row(scalars)
+    prob_rows = _numbers_by_row(probs)
+    expected_values = _numbers_by_row(expected.reshape(1, -1))[0].split(",")
     return [
         f'{head},"item_id":{orjson.dumps(item_id).decode()},"query_embedding":{emb},'
         f'{_FEATURES_TEMPLATE.format(*feats.split(","))},"probs":[{p}],"expected_score":{e}}}\n'
         for item_id, emb, feats, p, e in zip(
-            served.item_ids, embeddings, features, probs, expected, strict=True
+            served.item_ids, embeddings, features, prob_rows, expected_values, strict=True
         )
     ]
 

@@ -85,6 +85,8 @@ def test_a_trained_teacher_is_reused_only_for_the_same_settings_and_input_bytes(
     teacher.mkdir()
     assert "no finished teacher" in str(why_not_reusable(teacher, config, items, judgments))
     summary = teacher / "summary.json"
+    summary.write_text('{"members": 3}')
+    assert "no fingerprint" in str(why_not_reusable(teacher, config, items, judgments))
     summary.write_text(f'{{"fingerprint": "{fingerprint(cfg, items, judgments)}"}}')
     assert why_not_reusable(teacher, config, items, judgments) is None
     judgments.write_bytes(b"the judgments of another fold")

@@ -4,6 +4,7 @@ started with a request-log URL sends every request's rows there, the queued ones
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -21,24 +22,26 @@ from searchrel.serving.cloudevents import EVENT_TYPE, CloudEventSink, receiver_h
 from tests.conftest import TINY_CONFIG
 from tests.serving.conftest import RunningServer, start_student_server
 from tests.serving.test_server_protocols import V1, V2, v2_body
-from tests.test_request_log import LEVELS, request_rows
+from tests.test_request_log import LEVELS
+from tests.test_request_log_served import LEVELS as SERVED_LEVELS
+from tests.test_request_log_served import served_request
 
 
 def test_rows_sent_as_cloudevents_are_read_back_like_the_local_log(
     receiver: tuple[str, Path], tmp_path: Path
 ) -> None:
     url, out = receiver
-    requests = [request_rows(f"r{i}", n_items=3, seed=i) for i in range(5)]
+    requests = [served_request(["a", "b, c", 'd "e"'], seed=i) for i in range(5)]
     sink = CloudEventSink(url, "/models/searchrel-student", sample_rate=1.0)
-    assert all(sink.log(rows) for rows in requests)
+    assert all(sink.log_served(served) for served in requests)
     sink.close()
     assert (sink.events_sent, sink.events_failed, sink.rows_sent) == (5, 0, 15)
     local = RequestLogger(tmp_path / "local", sample_rate=1.0)
-    for rows in requests:
-        local.log(rows)
+    for served in requests:
+        local.log_served(served)
     local.close()
-    received = read_request_log(out, LEVELS)
-    expected = read_request_log(tmp_path / "local", LEVELS)
+    received = read_request_log(out, SERVED_LEVELS)
+    expected = read_request_log(tmp_path / "local", SERVED_LEVELS)
     assert received.quarantine.num_rows == 0 and received.table.num_rows == 15
     key = [("request_id", "ascending"), ("item_id", "ascending")]
     assert received.table.sort_by(key).equals(expected.table.sort_by(key))
@@ -62,7 +65,16 @@ def test_what_is_not_a_request_log_event_is_a_400(receiver: tuple[str, Path]) ->
 
 def test_a_dead_sink_counts_failures_and_never_raises() -> None:
     sink = CloudEventSink(f"http://127.0.0.1:{free_port()}/", "/models/x", 1.0, timeout_s=0.5)
-    assert sink.log(request_rows("r0"))
+    assert sink.log_served(served_request(["a"], seed=0))
+    sink.close()
+    assert sink.events_failed == 1 and sink.events_sent == 0
+
+
+def test_a_request_the_sink_cannot_encode_is_counted_not_raised() -> None:
+    sink = CloudEventSink(f"http://127.0.0.1:{free_port()}/", "/models/x", 1.0, timeout_s=0.5)
+    good = served_request(["a", "b"], seed=0)
+    bad = dataclasses.replace(good, scalars=good.scalars[:, :-1])  # a column short
+    assert not sink.log_served(bad)
     sink.close()
     assert sink.events_failed == 1 and sink.events_sent == 0
 

@@ -14,19 +14,10 @@ from typing import Any
 import pyarrow as pa
 
 from searchrel.config import Config
+from searchrel.data.impression_pairs import distinct_pairs, never_judged
 from searchrel.tables import read_table, write_quarantine, write_table
 
 TABLES = ("items", "judgments", "impressions")
-PAIR = ["query", "locale", "item_id"]
-
-
-def impression_pairs(impressions: pa.Table, judgments: pa.Table) -> dict[str, int]:
-    """The distinct (query, locale, item) pairs of the impression log, and how many of them no
-    human judged: what the teacher's labels add to the student's training set."""
-    pairs = impressions.select(PAIR).group_by(PAIR).aggregate([])
-    judged = judgments.select(PAIR).group_by(PAIR).aggregate([])
-    never = pairs.join(judged, keys=PAIR, join_type="left anti")
-    return {"pairs": pairs.num_rows, "never_judged": never.num_rows}
 
 
 def ingest(
@@ -59,7 +50,9 @@ def ingest(
                 )
             summary[name] = result.summary()
             tables[name] = result.table
-        summary["impressions"].update(impression_pairs(tables["impressions"], tables["judgments"]))
+        logged = tables["impressions"]
+        summary["impressions"]["pairs"] = distinct_pairs(logged).num_rows
+        summary["impressions"]["never_judged"] = never_judged(logged, tables["judgments"]).num_rows
     if summary_path is not None:
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")

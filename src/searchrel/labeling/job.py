@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from searchrel.atomic_files import remove_temporaries, write_parquet_atomic
 from searchrel.config import Config
+from searchrel.data.impression_pairs import distinct_pairs
 from searchrel.item_join import join_items
 from searchrel.labeling import shards as sh
 from searchrel.labeling.judge import RemoteJudge
@@ -45,15 +46,6 @@ from searchrel.scores import expected_score
 from searchrel.tables import ContractError, read_table, validate, write_quarantine
 
 log = logging.getLogger(__name__)
-
-
-def distinct_pairs(impressions: pa.Table) -> pa.Table:
-    """One row per (query, locale, item) however many times and positions it was shown."""
-    keys = impressions.select(["query", "locale", "item_id"])
-    grouped = keys.group_by(["query", "locale", "item_id"]).aggregate([])
-    return grouped.sort_by(
-        [("query", "ascending"), ("locale", "ascending"), ("item_id", "ascending")]
-    )
 
 
 @dataclass

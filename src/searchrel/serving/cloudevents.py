@@ -17,8 +17,6 @@ import queue
 import random
 import threading
 import time
-import uuid
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from typing import Any
 import httpx
 
 from searchrel.config import ServeConfig
-from searchrel.request_log import RequestLogger, ServedRequest, encode_rows, encode_served
+from searchrel.request_log import RequestLogger, ServedRequest, encode_served
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +33,8 @@ MAX_EVENT_BYTES = 16 * 2**20  # one request's rows (at most serve.max_pairs of t
 
 
 class CloudEventSink:
-    """``log(rows)`` and ``log_served`` like ``RequestLogger``: sampled per request, queued,
-    posted in the background; a full queue or a failed post drops the event and counts it
+    """``log_served`` like ``RequestLogger``'s: sampled per request, queued, posted in the
+    background; a full queue or a failed post drops the event and counts it
     (never raises)."""
 
     def __init__(
@@ -57,22 +55,23 @@ class CloudEventSink:
         self._worker = threading.Thread(target=self._run, name="request-log-sink", daemon=True)
         self._worker.start()
 
-    def log(self, rows: list[dict[str, Any]]) -> bool:
-        event_id = str(rows[0].get("request_id") or uuid.uuid4().hex) if rows else ""
-        return self._log(len(rows), lambda: encode_rows(rows), event_id)
-
     def log_served(self, served: ServedRequest) -> bool:
-        return self._log(len(served.item_ids), lambda: encode_served(served), served.request_id)
-
-    def _log(self, n_rows: int, encode: Callable[[], list[str]], event_id: str) -> bool:
+        n_rows = len(served.item_ids)
         if not n_rows:
             return False
         with self._lock:
             if self.sample_rate < 1.0 and self._rng.random() >= self.sample_rate:
                 return False
-        body = ("[" + ",".join(line.rstrip("\n") for line in encode()) + "]").encode()
         try:
-            self._queue.put_nowait((event_id, body, n_rows))
+            lines = encode_served(served)
+        except (TypeError, ValueError) as exc:  # never into the request path
+            with self._lock:
+                self.events_failed += 1
+            log.warning("request-log sink: could not encode %d row(s): %s", n_rows, exc)
+            return False
+        body = ("[" + ",".join(line.rstrip("\n") for line in lines) + "]").encode()
+        try:
+            self._queue.put_nowait((served.request_id, body, n_rows))
         except queue.Full:
             with self._lock:
                 self.events_dropped += 1

@@ -118,6 +118,7 @@ def serve(
     log.info("serving %s on http://%s:%d", model.version, host, port)
     # Everything loaded so far (torch, KServe, the model) lives as long as the process: frozen,
     # it is no longer walked by every full garbage collection, each a pause of a request.
+    gc.collect()  # what loading left as garbage is freed, not frozen
     gc.freeze()
     try:
         server.start([model])
