@@ -16,6 +16,15 @@ BEST_RULE = (
     "lowest mean validation loss (human labels of the validation queries) among the daily "
     "human + log arms"
 )
+TUNED_RULE = (
+    "lowest mean validation loss (human labels of the validation queries) among the best arm "
+    "and its student-lever arms"
+)
+LEVER_PREFIX = "lever: "  # arms that change the student's own settings on the best arm's rows
+
+
+def lever_arm(name: str) -> str:
+    return f"{LEVER_PREFIX}{name}"
 
 
 def mixed_arm(setting: str, n: int) -> str:
@@ -32,6 +41,13 @@ def best_arm(results: dict[str, Any], settings: list[str], sizes: list[int]) -> 
     pool = [mixed_arm(s, n) for s in settings for n in sizes if s == "daily"] or [
         mixed_arm(s, n) for s in settings for n in sizes
     ]
+    return min(pool, key=lambda name: (results[name]["val_loss"], pool.index(name)))
+
+
+def tuned_arm(results: dict[str, Any], best: str) -> str:
+    """The distilled student with its own settings (weights, width) chosen on validation loss
+    among the best arm and the lever arms run on its rows; the best arm where none ran."""
+    pool = [best, *(name for name in results if name.startswith(LEVER_PREFIX))]
     return min(pool, key=lambda name: (results[name]["val_loss"], pool.index(name)))
 
 
@@ -53,6 +69,10 @@ def fold_goals(record: dict[str, Any]) -> dict[str, Any]:
     lift_qwk = _paired(res, best, HUMAN, "qwk")
     t_qwk, b_qwk = teacher.get("qwk"), res[best].get("qwk")
     speed = record.get("speed")
+    tuned = record.get("tuned", {}).get("arm", best)
+    tuned_acc = _paired(res, tuned, HUMAN, "accuracy")
+    tuned_qwk = _paired(res, tuned, HUMAN, "qwk")
+    tuned_own_qwk = res[tuned].get("qwk")
     return {
         "best_arm": best,
         "teacher_minus_prior_points": round(100 * (teacher["accuracy"] - prior), 2),
@@ -69,6 +89,14 @@ def fold_goals(record: dict[str, Any]) -> dict[str, Any]:
         "student_over_teacher_accuracy": round(res[best]["accuracy"] / teacher["accuracy"], 4),
         "student_over_teacher_pairs_per_s_per_query": (
             None if not speed else speed["per_query"]["student_over_teacher"]
+        ),
+        "tuned_arm": tuned,
+        "tuned_lift_accuracy_points": (
+            None if tuned_acc is None else round(100 * tuned_acc["mean"], 2)
+        ),
+        "tuned_lift_qwk": None if tuned_qwk is None else round(tuned_qwk["mean"], 4),
+        "tuned_student_over_teacher_qwk": (
+            round(tuned_own_qwk / t_qwk, 4) if t_qwk and tuned_own_qwk is not None else None
         ),
     }
 
@@ -114,6 +142,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         teacher_qwk = _mean([f["results"]["teacher"].get("qwk") for f in fs])
         best_qwk = _mean([f["results"][f["best"]["arm"]].get("qwk") for f in fs])
         share = best_qwk / teacher_qwk if teacher_qwk and best_qwk is not None else None
+        tuned_qwk = _mean([f["results"][f["goals"]["tuned_arm"]].get("qwk") for f in fs])
         return {
             "folds": len(fs),
             "lift_accuracy_points": lift_acc,
@@ -126,6 +155,13 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             ),
             "distilled_reaches_90pct_of_teacher_qwk": (
                 None if share is None else share >= GOAL_TEACHER_QWK_SHARE
+            ),
+            "tuned_lift_accuracy_points": _mean(
+                [f["goals"]["tuned_lift_accuracy_points"] for f in fs]
+            ),
+            "tuned_lift_qwk": _mean([f["goals"]["tuned_lift_qwk"] for f in fs]),
+            "tuned_student_over_teacher_qwk": (
+                tuned_qwk / teacher_qwk if teacher_qwk and tuned_qwk is not None else None
             ),
         }
 
@@ -147,6 +183,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         ],
         "test_prior_accuracy": prior,
         "best_arm_per_fold": {str(f["fold"]): f["best"]["arm"] for f in folds},
+        "tuned_arm_per_fold": {str(f["fold"]): f["goals"]["tuned_arm"] for f in folds},
         "arms": arms,
         "goals": {
             "at_least_3_folds": len(folds) >= GOAL_FOLDS,

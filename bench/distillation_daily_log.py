@@ -78,11 +78,14 @@ from bench.distillation_common import (
 from bench.distillation_daily_goals import (
     BEST_RULE,
     HUMAN,
+    TUNED_RULE,
     best_arm,
     fold_goals,
+    lever_arm,
     log_only_arm,
     mixed_arm,
     summarize,
+    tuned_arm,
 )
 from bench.machine import machine_info
 from bench.searchrel_cli import run_cli
@@ -122,6 +125,12 @@ ABLATIONS: dict[
         "teacher_targets": "hard",
         "teacher_confidence_weight": True,
     },
+}
+LEVERS: dict[str, dict[str, Any]] = {  # the student's own levers, on the best arm's rows
+    lever_arm("human weight 0.25"): {"human_weight": 0.25},  # more of the loss on the teacher
+    lever_arm("human weight 0.1"): {"human_weight": 0.1},
+    lever_arm("wider [512, 128]"): {"hidden": [512, 128]},  # capacity for the teacher's detail
+    lever_arm("deeper [512, 256, 64]"): {"hidden": [512, 256, 64]},
 }
 
 
@@ -293,7 +302,7 @@ class DailyLogBench:
         args, j = self.args, self.j
         key = str(k)
         record: dict[str, Any] = self.result["folds"].setdefault(key, {"fold": k})
-        if record.get("complete"):
+        if record.get("complete") and all(n in record["results"] for n in LEVERS):
             log.info("fold %d: already complete in %s", k, args.out)
             return
         fdir = self.work / f"fold{k}"
@@ -461,6 +470,10 @@ class DailyLogBench:
         best_rows = concat([human_train, log_rows(*setting_n)])
         for name, options in ABLATIONS.items():
             arm(name, best_rows, StudentConfig(**options), base_arm=best, options=options)
+        for name, options in LEVERS.items():
+            arm(name, best_rows, StudentConfig(**options), base_arm=best, options=options)
+        tuned = tuned_arm(results, best)
+        record["tuned"] = {"arm": tuned, "rule": TUNED_RULE, "val_loss": results[tuned]["val_loss"]}
         if not args.skip_speed and "speed" not in record:
             net, _, _ = fit_student(best_rows, human_val, StudentConfig(seed=self.seeds[0]), K)
             t_cfg = cfg.teacher
@@ -691,6 +704,9 @@ def run(args: argparse.Namespace, command: str, csvs: list[Path]) -> int:
             return 2
         result = earlier
         result.setdefault("resumed_with", []).append(command)
+        for record in result["folds"].values():  # verdicts are recomputed, never stale
+            if record.get("complete"):
+                record["goals"] = fold_goals(record)
         log.info("resuming %s: folds done %s", args.out, [
             k for k, f in result["folds"].items() if f.get("complete")])  # fmt: skip
     if result is None:

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from bench.distillation_daily_goals import HUMAN, best_arm, fold_goals, mixed_arm, summarize
+from bench.distillation_daily_goals import (
+    HUMAN,
+    best_arm,
+    fold_goals,
+    lever_arm,
+    mixed_arm,
+    summarize,
+    tuned_arm,
+)
 
 
 def _arm(val_loss: float, accuracy: list[float], qwk: list[float]) -> dict[str, Any]:
@@ -27,6 +35,36 @@ def test_the_distilled_student_is_chosen_on_validation_loss_never_on_the_test_fo
     }
     assert best_arm(results, ["daily", "strict"], [25, 50]) == mixed_arm("daily", 50)
     assert best_arm(results, ["strict"], [25]) == mixed_arm("strict", 25)
+
+
+def test_the_tuned_student_is_the_lever_with_the_lowest_validation_loss_never_the_best_test() -> (
+    None
+):
+    best = mixed_arm("daily", 50)
+    results = {
+        best: _arm(0.80, [0.60, 0.60], [0.3, 0.3]),
+        lever_arm("wider"): _arm(0.85, [0.75, 0.75], [0.6, 0.6]),  # best on test, not on val
+        lever_arm("human weight 0.25"): _arm(0.70, [0.62, 0.62], [0.35, 0.35]),
+        "ablation: hard teacher labels": _arm(0.10, [0.50, 0.50], [0.1, 0.1]),  # not a lever
+    }
+    assert tuned_arm(results, best) == lever_arm("human weight 0.25")
+    assert tuned_arm({best: results[best]}, best) == best  # no lever ran: the best arm
+
+
+def test_the_tuned_students_lift_is_reported_beside_the_default_students() -> None:
+    record = _record(0, prior=0.60, teacher_acc=0.66, lift=0.01)
+    lever = lever_arm("human weight 0.25")
+    record["results"][lever] = _arm(0.5, [0.64, 0.66], [0.30, 0.32])
+    record["tuned"] = {"arm": tuned_arm(record["results"], record["best"]["arm"])}
+    goals = fold_goals(record)
+    assert goals["tuned_arm"] == lever
+    assert goals["lift_accuracy_points"] == pytest.approx(1.0)  # the default student's, unchanged
+    assert goals["tuned_lift_accuracy_points"] == pytest.approx(4.0)
+    assert goals["tuned_lift_qwk"] == pytest.approx(0.10)
+    assert goals["tuned_student_over_teacher_qwk"] == pytest.approx(0.62)
+    record["goals"] = goals
+    judged = summarize({"folds": {"0": record}})["goals"]["on_all_folds"]
+    assert judged["tuned_lift_accuracy_points"] == pytest.approx(4.0)
 
 
 def _record(fold: int, prior: float, teacher_acc: float, lift: float) -> dict[str, Any]:
