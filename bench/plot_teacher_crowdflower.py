@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("accuracy", "auroc_ge_2", "auroc_ge_3", "auroc_ge_4", "qwk", "qwk_cutoffs", "ndcg_at_20")
 
 
-def plot(result: dict, out: Path) -> Path:
+def plot(result: dict, out: Path, only: list[str] | None = None) -> Path:
     protocols = [p for p, block in result["protocols"].items() if block.get("folds")]  # ran
     fig = Figure(figsize=(10, 3.4 * len(protocols)))
     FigureCanvasAgg(fig)
@@ -34,6 +34,8 @@ def plot(result: dict, out: Path) -> Path:
         summary = block.get("summary", {})
         listed = [m for m in result["settings"]["models"] if m in summary]
         models = listed + [m for m in summary if m not in listed]  # rows of resumed runs
+        if only:  # e.g. the rows that ran on every fold, so that each bar has the same folds
+            models = [m for m in models if m in only]
         ax = fig.add_subplot(len(protocols), 1, row + 1)
         width = 0.8 / max(len(models), 1)
         for k, model in enumerate(models):
@@ -79,11 +81,12 @@ def main() -> None:
         metavar=("JSON", "SUFFIX"),
         help="models of another run on the same folds, shown as MODEL+SUFFIX",
     )
+    p.add_argument("--models", nargs="+", help="plot only these rows (default: every row)")
     args = p.parse_args()
     result = json.loads(args.json.read_text(encoding="utf-8"))
     for path, suffix in args.add:
         add_models(result, json.loads(Path(path).read_text(encoding="utf-8")), suffix)
-    print(plot(result, args.out))
+    print(plot(result, args.out, args.models))
 
 
 def add_models(result: dict, other: dict, suffix: str) -> None:
