@@ -712,12 +712,14 @@ def main(argv: list[str] | None = None) -> int:
         "protocols": {p: {"folds": []} for p in protocols},
     }
     earlier = _earlier_folds(args.out) if args.resume else {}
+    old = json.loads(args.out.read_text(encoding="utf-8")) if earlier else {}
+    if old:  # every command whose rows the file keeps
+        result["earlier_commands"] = [*old.get("earlier_commands", []), old["command"]]
     if any("embedding" not in earlier.get((p.protocol, p.fold), {}) for p in plans) and (
         "embedding" in args.models
     ):
         result["embedding_encode"] = runner.precompute_embeddings(plans)
-    elif args.resume and args.out.is_file():  # the figure of the run that encoded them
-        old = json.loads(args.out.read_text(encoding="utf-8"))
+    elif old:  # the figure of the run that encoded them
         result["embedding_encode"] = old.get("embedding_encode")
 
     def write() -> None:
