@@ -94,6 +94,7 @@ log = logging.getLogger("teacher_crowdflower")
 LEVELS = CROWDFLOWER_LEVELS
 MODELS = ("prior", "bm25", "embedding", "teacher", "teacher_title")
 TEACHER_FIELDS = {"teacher": ["title", "description"], "teacher_title": ["title"]}
+BASELINES = ("prior", "bm25", "embedding")  # the rows that are not a teacher
 METRICS = (
     "accuracy",
     "auroc_ge_2",
@@ -546,12 +547,11 @@ def teacher_vs_embedding(
     """Teacher accuracy / embedding accuracy: the paper's +19.7% (vs SearchSAGE embeddings)."""
     if teacher not in summary or "embedding" not in summary:
         return {}
-    t, e = summary[teacher]["accuracy"]["mean"], summary["embedding"]["accuracy"]["mean"]
-    per_fold = [
-        f["models"][teacher]["accuracy"] / f["models"]["embedding"]["accuracy"]
-        for f in folds
-        if teacher in f["models"] and "embedding" in f["models"]
-    ]
+    both = [f["models"] for f in folds if teacher in f["models"] and "embedding" in f["models"]]
+    per_fold = [m[teacher]["accuracy"] / m["embedding"]["accuracy"] for m in both]
+    # Means over the folds both ran: a row of one fold is not set against five folds' baseline.
+    t = float(np.mean([m[teacher]["accuracy"] for m in both])) if both else None
+    e = float(np.mean([m["embedding"]["accuracy"] for m in both])) if both else None
     ratio = t / e if t is not None and e else None
     return {
         "ratio_of_means": ratio,
@@ -713,8 +713,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     earlier = _earlier_folds(args.out) if args.resume else {}
     old = json.loads(args.out.read_text(encoding="utf-8")) if earlier else {}
-    if old:  # every command whose rows the file keeps
-        result["earlier_commands"] = [*old.get("earlier_commands", []), old["command"]]
+    if old:
+        result["earlier_commands"] = earlier_commands(old)
+        keep_unplanned_folds(result["protocols"], old, {(p.protocol, p.fold) for p in plans})
     if any("embedding" not in earlier.get((p.protocol, p.fold), {}) for p in plans) and (
         "embedding" in args.models
     ):
@@ -726,6 +727,16 @@ def main(argv: list[str] | None = None) -> int:
         result["seconds"] = round(time.perf_counter() - started, 1)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+    def summarize_block(protocol: str) -> None:
+        block = result["protocols"][protocol]
+        block["folds"].sort(key=lambda record: record["fold"])
+        block["summary"] = summarize(block["folds"], sorted(_row_names(block["folds"])))
+        block["teacher_vs_embedding_accuracy"] = {  # every teacher row, this run's or kept
+            name: teacher_vs_embedding(block["folds"], block["summary"], name)
+            for name in block["summary"]
+            if name not in BASELINES
+        }
 
     with logging_redirect_tqdm():
         bar = tqdm(total=len(plans) * len(args.rows), desc="crowdflower", unit="run")
@@ -755,18 +766,31 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 bar.update(1)
                 write()  # after every row: a teacher row is tens of minutes
-            block = result["protocols"][plan.protocol]
-            block["summary"] = summarize(block["folds"], sorted(_row_names(block["folds"])))
-            block["teacher_vs_embedding_accuracy"] = {
-                name: teacher_vs_embedding(block["folds"], block["summary"], name)
-                for name in block["summary"]
-                if name in TEACHER_FIELDS or name in args.teacher_variants or name in args.ensembles
-            }
+            summarize_block(plan.protocol)
             write()  # after every fold, so a long run that dies keeps what it measured
         bar.close()
+    for protocol in result["protocols"]:
+        if result["protocols"][protocol]["folds"]:
+            summarize_block(protocol)
     write()
     print(args.out)
     return 0
+
+
+def earlier_commands(old: dict[str, Any]) -> list[str]:
+    """Every command whose rows an earlier result file keeps, oldest first."""
+    return [*old.get("earlier_commands", []), old["command"]]
+
+
+def keep_unplanned_folds(
+    protocols: dict[str, Any], old: dict[str, Any], planned: set[tuple[str, int]]
+) -> None:
+    """Carry an earlier result's folds that this run does not plan into ``protocols``, so that a
+    resumed run over fewer folds (one new row on fold 0) never drops the others."""
+    for protocol, block in old.get("protocols", {}).items():
+        for record in block.get("folds", []):
+            if (protocol, record["fold"]) not in planned:
+                protocols.setdefault(protocol, {"folds": []})["folds"].append(record)
 
 
 def _earlier_folds(path: Path) -> dict[tuple[str, int], dict[str, Any]]:

@@ -1,0 +1,42 @@
+"""The CrowdFlower teacher bench's result file: a resumed run that covers fewer folds keeps the
+folds it does not touch and lists the commands whose rows it keeps, and a teacher row is set
+only against the baseline of the folds that row ran."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.teacher_crowdflower import earlier_commands, keep_unplanned_folds, teacher_vs_embedding
+
+
+def _fold(k: int, *rows: str) -> dict[str, Any]:
+    return {"fold": k, "models": {row: {"accuracy": 0.6} for row in rows}}
+
+
+def test_a_resumed_run_over_fewer_folds_keeps_the_folds_it_does_not_plan() -> None:
+    old = {
+        "command": "second",
+        "earlier_commands": ["first"],
+        "protocols": {
+            "random": {"folds": [_fold(0, "prior"), _fold(1, "prior"), _fold(2, "prior")]},
+            "grouped": {"folds": [_fold(0, "prior")]},
+        },
+    }
+    protocols: dict[str, Any] = {"random": {"folds": [_fold(0, "prior", "teacher")]}}
+    keep_unplanned_folds(protocols, old, {("random", 0)})
+    assert [f["fold"] for f in protocols["random"]["folds"]] == [0, 1, 2]
+    assert set(protocols["random"]["folds"][0]["models"]) == {"prior", "teacher"}  # this run's
+    assert [f["fold"] for f in protocols["grouped"]["folds"]] == [0]  # a protocol not run now
+    assert earlier_commands(old) == ["first", "second"]
+
+
+def test_a_teacher_row_of_one_fold_is_set_against_that_folds_embedding_only() -> None:
+    folds = [
+        {"models": {"embedding": {"accuracy": 0.5}, "teacher": {"accuracy": 0.6}}},
+        {"models": {"embedding": {"accuracy": 0.9}}},  # a fold the teacher did not run
+    ]
+    ratio = teacher_vs_embedding(folds, {"embedding": {}, "teacher": {}}, "teacher")
+    assert ratio["ratio_of_means"] == pytest.approx(1.2)
+    assert ratio["per_fold"] == [pytest.approx(1.2)]
