@@ -41,13 +41,17 @@ def best_arm(results: dict[str, Any], settings: list[str], sizes: list[int]) -> 
     pool = [mixed_arm(s, n) for s in settings for n in sizes if s == "daily"] or [
         mixed_arm(s, n) for s in settings for n in sizes
     ]
-    return min(pool, key=lambda name: (results[name]["val_loss"], pool.index(name)))
+    return _lowest_val_loss(results, pool)
 
 
 def tuned_arm(results: dict[str, Any], best: str) -> str:
     """The distilled student with its own settings (weights, width) chosen on validation loss
     among the best arm and the lever arms run on its rows; the best arm where none ran."""
-    pool = [best, *(name for name in results if name.startswith(LEVER_PREFIX))]
+    return _lowest_val_loss(results, [best, *(n for n in results if n.startswith(LEVER_PREFIX))])
+
+
+def _lowest_val_loss(results: dict[str, Any], pool: list[str]) -> str:
+    """The arm of ``pool`` with the lowest mean validation loss; ties go to the earlier one."""
     return min(pool, key=lambda name: (results[name]["val_loss"], pool.index(name)))
 
 

@@ -101,8 +101,6 @@ def plot_daily_log(result: dict[str, Any], out: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("teacher-labeled pairs (log scale)")
         ax.set_ylabel(f"{label}, unseen queries")
-        if metric == "accuracy":  # one legend for both panels, below them, clear of the data
-            handles, names = ax.get_legend_handles_labels()
     n_test = int(np.mean([f["split"]["test_pairs"] for f in folds]))
     n_seeds = len(folds[0]["results"]["student: human only"]["per_seed"]["accuracy"])
     fold_ids = ", ".join(str(f["fold"]) for f in folds)
@@ -111,7 +109,8 @@ def plot_daily_log(result: dict[str, Any], out: Path) -> None:
         f"fold; {n_seeds} student seeds each",
         fontsize=10,
     )
-    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    handles, names = fig.axes[0].get_legend_handles_labels()  # the accuracy panel's: all lines
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, frameon=False)  # below
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(out, dpi=110)
 

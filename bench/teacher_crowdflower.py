@@ -541,18 +541,16 @@ def summarize(folds: list[dict[str, Any]], models: list[str]) -> dict[str, Any]:
     return out
 
 
-def teacher_vs_embedding(
-    folds: list[dict[str, Any]], summary: dict[str, Any], teacher: str = "teacher"
-) -> dict[str, Any]:
+def teacher_vs_embedding(folds: list[dict[str, Any]], teacher: str = "teacher") -> dict[str, Any]:
     """Teacher accuracy / embedding accuracy: the paper's +19.7% (vs SearchSAGE embeddings)."""
-    if teacher not in summary or "embedding" not in summary:
-        return {}
     both = [f["models"] for f in folds if teacher in f["models"] and "embedding" in f["models"]]
+    if not both:
+        return {}
     per_fold = [m[teacher]["accuracy"] / m["embedding"]["accuracy"] for m in both]
     # Means over the folds both ran: a row of one fold is not set against five folds' baseline.
-    t = float(np.mean([m[teacher]["accuracy"] for m in both])) if both else None
-    e = float(np.mean([m["embedding"]["accuracy"] for m in both])) if both else None
-    ratio = t / e if t is not None and e else None
+    t = float(np.mean([m[teacher]["accuracy"] for m in both]))
+    e = float(np.mean([m["embedding"]["accuracy"] for m in both]))
+    ratio = t / e if e else None
     return {
         "ratio_of_means": ratio,
         "gain_pct": None if ratio is None else 100 * (ratio - 1),
@@ -711,16 +709,17 @@ def main(argv: list[str] | None = None) -> int:
         "references": REFERENCES,
         "protocols": {p: {"folds": []} for p in protocols},
     }
-    earlier = _earlier_folds(args.out) if args.resume else {}
-    old = json.loads(args.out.read_text(encoding="utf-8")) if earlier else {}
-    if old:
+    resumed = args.resume and args.out.is_file()
+    old = json.loads(args.out.read_text(encoding="utf-8")) if resumed else {}
+    earlier = _rows_by_fold(old)
+    if earlier:
         result["earlier_commands"] = earlier_commands(old)
         keep_unplanned_folds(result["protocols"], old, {(p.protocol, p.fold) for p in plans})
     if any("embedding" not in earlier.get((p.protocol, p.fold), {}) for p in plans) and (
         "embedding" in args.models
     ):
         result["embedding_encode"] = runner.precompute_embeddings(plans)
-    elif old:  # the figure of the run that encoded them
+    elif earlier:  # the figure of the run that encoded them
         result["embedding_encode"] = old.get("embedding_encode")
 
     def write() -> None:
@@ -733,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         block["folds"].sort(key=lambda record: record["fold"])
         block["summary"] = summarize(block["folds"], sorted(_row_names(block["folds"])))
         block["teacher_vs_embedding_accuracy"] = {  # every teacher row, this run's or kept
-            name: teacher_vs_embedding(block["folds"], block["summary"], name)
+            name: teacher_vs_embedding(block["folds"], name)
             for name in block["summary"]
             if name not in BASELINES
         }
@@ -793,11 +792,8 @@ def keep_unplanned_folds(
                 protocols.setdefault(protocol, {"folds": []})["folds"].append(record)
 
 
-def _earlier_folds(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
-    """The rows an earlier run wrote to ``path``, by (protocol, fold)."""
-    if not path.is_file():
-        return {}
-    old = json.loads(path.read_text(encoding="utf-8"))
+def _rows_by_fold(old: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The rows of an earlier run's result, by (protocol, fold)."""
     return {
         (protocol, fold["fold"]): fold["models"]
         for protocol, block in old.get("protocols", {}).items()

@@ -37,6 +37,6 @@ def test_a_teacher_row_of_one_fold_is_set_against_that_folds_embedding_only() ->
         {"models": {"embedding": {"accuracy": 0.5}, "teacher": {"accuracy": 0.6}}},
         {"models": {"embedding": {"accuracy": 0.9}}},  # a fold the teacher did not run
     ]
-    ratio = teacher_vs_embedding(folds, {"embedding": {}, "teacher": {}}, "teacher")
+    ratio = teacher_vs_embedding(folds, "teacher")
     assert ratio["ratio_of_means"] == pytest.approx(1.2)
     assert ratio["per_fold"] == [pytest.approx(1.2)]
