@@ -141,11 +141,12 @@ def fit_arm(
 
 
 def load_item_store(
-    items: pa.Table, work: Path, features: FeatureConfig
+    items: pa.Table, work: Path, features: FeatureConfig, name: str = "item_store"
 ) -> tuple[ItemStore, PairFeaturizer]:
-    """The catalogue's item store (built once per work dir: the catalogue does not change),
-    without an impression log: CrowdFlower has no engagement, so none is derived."""
-    store_dir = work / "item_store"
+    """The catalogue's item store (built once per work dir and ``name``: the catalogue does
+    not change; one name per embedder), without an impression log: CrowdFlower has no
+    engagement, so none is derived."""
+    store_dir = work / name
     embedder = Embedder.from_config(features)
     try:
         store = ItemStore(store_dir)
@@ -188,6 +189,7 @@ def measure_speed(
     item_ids: np.ndarray,
     teacher_score: TeacherScore,
     features: FeatureConfig,
+    other_encoder: Embedder | None = None,
 ) -> dict[str, Any]:
     """Student vs teacher pairs/s on the same test pairs, at two granularities.
 
@@ -196,7 +198,8 @@ def measure_speed(
     every pair in one call, as daily labeling runs the teacher (length-sorted batches) and as
     the student would score a logged day (query embeddings batched). Baseline in the same
     run: per query with the query encoder in eager PyTorch instead of ONNX Runtime. The goal
-    is judged on the lower of the two ratios."""
+    is judged on the lower of the two ratios. ``other_encoder`` (a student on another
+    embedder): that encoder's ms per query too, timed the same way in the same run."""
     import torch
 
     rows = np.array([store.index[i] for i in item_ids])
@@ -248,11 +251,18 @@ def measure_speed(
     student_per_query()
     teacher_score([str(queries[0])], [str(item_ids[0])])  # warm-up
     encoder = {
+        "source": served_embedder.source,
         "runtime": served_embedder.runtime,
         "ms_per_query": encoder_ms_per_query(served_embedder),
         "pytorch_ms_per_query": encoder_ms_per_query(pytorch_embedder),
         "max_abs_diff_vs_pytorch_on_probes": served_embedder.onnx_max_abs_diff,
     }
+    if other_encoder is not None:
+        encoder["other"] = {
+            "source": other_encoder.source,
+            "runtime": other_encoder.runtime,
+            "ms_per_query": encoder_ms_per_query(other_encoder),
+        }
     per_query_teacher_s = timed(teacher_per_query)
     n_pairs = len(queries)
     speed: dict[str, Any] = {

