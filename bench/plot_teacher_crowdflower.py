@@ -1,25 +1,29 @@
 """Plot bench/results/teacher_crowdflower.json to docs/img/teacher_crowdflower.png.
 
-    .venv/bin/python bench/plot_teacher_crowdflower.py [--json PATH] [--out PATH]
+    .venv/bin/python bench/plot_teacher_crowdflower.py [--json PATH] [--out PATH] [--folds 0]
 
 One panel per protocol (grouped: unseen test queries; random: seen, as on Kaggle); in each,
 grouped bars of every model's mean over the folds per metric, with the std over folds as error
 bars. ``qwk_cutoffs`` reads the expected score through cutoffs fitted on the validation
 queries. The dashed ticks on both QWKs are the 2015 Kaggle winner and best single model
-(test queries seen in training, so comparable with the random protocol only).
+(test queries seen in training, so comparable with the random protocol only). ``--folds``
+plots only those folds (e.g. fold 0, where every configuration ran), summarised again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # bench.* when run as a script
 METRICS = ("accuracy", "auroc_ge_2", "auroc_ge_3", "auroc_ge_4", "qwk", "qwk_cutoffs", "ndcg_at_20")
 
 
@@ -34,17 +38,20 @@ def plot(result: dict, out: Path, only: list[str] | None = None) -> Path:
         summary = block.get("summary", {})
         listed = [m for m in result["settings"]["models"] if m in summary]
         models = listed + [m for m in summary if m not in listed]  # rows of resumed runs
-        if only:  # e.g. the rows that ran on every fold, so that each bar has the same folds
-            models = [m for m in models if m in only]
+        if only:  # e.g. the rows that ran on every fold, in the order given
+            models = [m for m in only if m in summary]
         ax = fig.add_subplot(len(protocols), 1, row + 1)
         width = 0.8 / max(len(models), 1)
+        cmap = colormaps["tab10" if len(models) <= 10 else "tab20"]  # a colour per row
         for k, model in enumerate(models):
             means = [summary[model][m]["mean"] or 0.0 for m in METRICS]
             stds = [summary[model][m]["std"] for m in METRICS]
             yerr = None if all(v is None for v in stds) else [v or 0.0 for v in stds]
             offset = (k - (len(models) - 1) / 2) * width
-            bars = ax.bar(x + offset, means, width=width, yerr=yerr, capsize=2, label=model)
-            ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+            bars = ax.bar(x + offset, means, width=width, yerr=yerr, capsize=2, label=model,
+                          color=cmap(k % cmap.N))  # fmt: skip
+            if len(models) <= 7:  # more and the figures overlap; the tables carry them
+                ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
         for q in (METRICS.index("qwk"), METRICS.index("qwk_cutoffs")):
             for value, style in (
                 (kaggle["winner_qwk"], "--"),
@@ -60,7 +67,7 @@ def plot(result: dict, out: Path, only: list[str] | None = None) -> Path:
         )
         ax.set_xticks(x, METRICS)
         ax.set_ylim(0, 1.12)
-        ax.legend(loc="upper left", fontsize=7, ncol=len(models))
+        ax.legend(loc="upper left", fontsize=7, ncol=min(len(models), 6))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -82,11 +89,24 @@ def main() -> None:
         help="models of another run on the same folds, shown as MODEL+SUFFIX",
     )
     p.add_argument("--models", nargs="+", help="plot only these rows (default: every row)")
+    p.add_argument("--folds", type=int, nargs="+", help="plot only these folds (default: all)")
     args = p.parse_args()
     result = json.loads(args.json.read_text(encoding="utf-8"))
+    if args.folds is not None:
+        only_folds(result, set(args.folds))
     for path, suffix in args.add:
         add_models(result, json.loads(Path(path).read_text(encoding="utf-8")), suffix)
     print(plot(result, args.out, args.models))
+
+
+def only_folds(result: dict, folds: set[int]) -> None:
+    """Keep only ``folds`` of every protocol, and summarise each again over what is left."""
+    from bench.teacher_crowdflower import summarize  # the bench's own means and stds
+
+    for block in result["protocols"].values():
+        block["folds"] = [f for f in block.get("folds", []) if f["fold"] in folds]
+        names = sorted({name for f in block["folds"] for name in f["models"]})
+        block["summary"] = summarize(block["folds"], names)
 
 
 def add_models(result: dict, other: dict, suffix: str) -> None:

@@ -40,3 +40,27 @@ def test_a_teacher_row_of_one_fold_is_set_against_that_folds_embedding_only() ->
     ratio = teacher_vs_embedding(folds, "teacher")
     assert ratio["ratio_of_means"] == pytest.approx(1.2)
     assert ratio["per_fold"] == [pytest.approx(1.2)]
+
+
+def test_a_plot_of_one_fold_summarises_only_that_fold() -> None:
+    from bench.plot_teacher_crowdflower import only_folds
+
+    def row(acc: float) -> dict[str, Any]:
+        return {"accuracy": acc}
+
+    result: dict[str, Any] = {
+        "protocols": {
+            "random": {
+                "folds": [
+                    {"fold": 0, "models": {"teacher": row(0.7), "variant": row(0.6)}},
+                    {"fold": 1, "models": {"teacher": row(0.5)}},
+                ],
+                "summary": {"teacher": {"accuracy": {"mean": 0.6}}},  # over both folds
+            }
+        }
+    }
+    only_folds(result, {0})
+    block = result["protocols"]["random"]
+    assert [f["fold"] for f in block["folds"]] == [0]
+    assert block["summary"]["teacher"]["accuracy"]["mean"] == pytest.approx(0.7)
+    assert block["summary"]["variant"]["accuracy"]["mean"] == pytest.approx(0.6)
