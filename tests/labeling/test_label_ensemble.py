@@ -1,5 +1,6 @@
 """A teacher ensemble labels the day through the same sharded job as a single teacher: each
-pair's soft label is the members' mean, stamped with the ensemble's version."""
+pair's soft label is the members' mean (each member reading its own item text), stamped with the
+ensemble's version."""
 
 from __future__ import annotations
 
@@ -23,12 +24,13 @@ KEY = [("query", "ascending"), ("locale", "ascending"), ("item_id", "ascending")
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Two MiniLM LoRA teachers that differ only in their (untrained, seeded) head."""
+    """Two MiniLM LoRA teachers with other (untrained, seeded) heads; the second reads the
+    title alone, so the ensemble joins two views of each item."""
     import torch
 
-    cfg = TeacherConfig(max_length=64, field_max_tokens=16, lora_r=4)
     out = []
-    for seed in (0, 1):
+    for seed, fields in ((0, TeacherConfig().fields), (1, ["title"])):
+        cfg = TeacherConfig(max_length=64, field_max_tokens=16, lora_r=4, fields=fields)
         directory = tmp_path_factory.mktemp(f"member{seed}")
         torch.manual_seed(seed)
         model, tokenizer = build_teacher(cfg, 5, torch.device("cpu"))

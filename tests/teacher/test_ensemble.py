@@ -1,5 +1,6 @@
 """A teacher ensemble: its soft labels are the members' mean, it labels like a single teacher,
-a cut run keeps its finished members, and members that read different texts are refused."""
+a cut run keeps its finished members, members of other backbones and fields each read their
+own item text, and members of other levels are refused."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from searchrel.config import Config, load_config
 from searchrel.teacher.ensemble import (
     ENSEMBLE_FILE,
+    VIEW_SEPARATOR,
     EnsembleError,
     EnsembleScorer,
     load_scorer,
@@ -75,19 +77,54 @@ def test_a_rerun_keeps_the_finished_members(
     assert (out / "members" / "member-1" / "teacher.json").stat().st_mtime_ns == stamp
 
 
-def test_members_that_read_different_item_text_are_refused(
+def test_members_of_other_backbones_and_fields_each_read_their_own_item_text(
     ensemble: tuple[Path, dict[str, object]],
     tmp_path: Path,
     toy_tables: tuple[Path, Path],
-    encoder_config: Callable[..., object],
+    encoder_config: Callable[..., Config],
+    tiny_mpnet: Path,
 ) -> None:
     out, _ = ensemble
-    title_only = tmp_path / "title"
-    train_teacher(*toy_tables, title_only, encoder_config(epochs=1, fields=["title"]))  # type: ignore[arg-type]
-    with pytest.raises(EnsembleError, match="differ in fields"):
-        write_ensemble(tmp_path / "mixed", [out / "members" / "member-1", title_only])
+    seed = out / "members" / "member-1"  # BERT on title + description
+    mpnet_title = tmp_path / "mpnet_title"  # MPNet on the title alone
+    mpnet = encoder_config(epochs=1, fields=["title"], base_model=str(tiny_mpnet))
+    train_teacher(*toy_tables, mpnet_title, mpnet)
+    write_ensemble(tmp_path / "mixed", [seed, mpnet_title])
+    scorer = load_scorer(tmp_path / "mixed", device="cpu")
+    assert isinstance(scorer, EnsembleScorer)
+    each = []
+    for member in (seed, mpnet_title):
+        alone = TeacherScorer(member, device="cpu")
+        each.append(alone.predict_proba(QUERIES, alone.item_texts(ROWS)))
+    texts = scorer.item_texts(ROWS)
+    assert all(t.count(VIEW_SEPARATOR) == 1 and "description" in t.lower() for t in texts)
+    np.testing.assert_allclose(
+        scorer.predict_proba(QUERIES, texts), np.mean(each, axis=0), atol=1e-6
+    )
+    same_view = load_scorer(out, device="cpu")  # seeds of one config: the text as it was
+    assert same_view.item_texts(ROWS) == TeacherScorer(seed, device="cpu").item_texts(ROWS)
+
+
+def test_members_with_other_levels_or_alone_are_refused(
+    ensemble: tuple[Path, dict[str, object]],
+    tmp_path: Path,
+    toy_tables: tuple[Path, Path],
+    tiny_bert: Path,
+) -> None:
+    out, _ = ensemble
+    seed = out / "members" / "member-1"
+    four = load_config(
+        overrides={
+            "data": {"levels": 4, "test_fraction": 0.2, "val_fraction": 0.2},
+            "teacher": {"base_model": str(tiny_bert), "finetune": "full", "epochs": 1,
+                        "max_length": 32, "fields": ["title", "description"]},
+        }
+    )  # fmt: skip
+    train_teacher(*toy_tables, tmp_path / "four", four)
+    with pytest.raises(EnsembleError, match="differ in levels"):
+        write_ensemble(tmp_path / "mixed", [seed, tmp_path / "four"])
     with pytest.raises(EnsembleError, match="at least two"):
-        write_ensemble(tmp_path / "one", [title_only])
+        write_ensemble(tmp_path / "one", [seed])
 
 
 def test_the_cli_makes_an_ensemble_of_saved_teachers_and_says_why_it_cannot(

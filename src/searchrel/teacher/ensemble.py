@@ -5,9 +5,11 @@ ensemble's version) and, when ``teacher train`` made it (``teacher.members``), t
 ``members/``. ``load_scorer`` opens a single teacher or an ensemble alike: evaluation, daily
 labeling and the benches never need to know which one they hold.
 
-Members read the same item text (same fields, budgets and tokenizer), so the daily job's item
-texts and its cache of unchanged pairs mean the same for every member; seeds of one
-configuration always do, and ``write_ensemble`` refuses members that do not.
+Members must share the relevance levels; they may differ in backbone, fields and budgets (seeds
+of one configuration, or teachers trained apart). Members that read the same item text form one
+*view*; an ensemble of one view passes that text through unchanged, and one of several views
+joins the views' texts with ``VIEW_SEPARATOR`` into one text per item. So the daily job's item
+text, and the hash that lets it reuse unchanged pairs, covers everything any member reads.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ from searchrel.teacher.model import META_FILE, TeacherMeta, TeacherScorer
 
 ENSEMBLE_FILE = "ensemble.json"
 MEMBERS_DIR = "members"
-# What members must share so that one item text and one cache key serve them all.
-SHARED_META = ("levels", "fields", "field_max_tokens", "max_length", "base_model")
+# What members must share so that their probabilities can be averaged.
+SHARED_META = ("levels",)
+# What makes a member's item text: members equal in these read the same text (one view).
+VIEW_META = ("fields", "field_max_tokens", "base_model")
+# Between the views' texts of one item; clean_text folds it (it is whitespace) out of every field.
+VIEW_SEPARATOR = "\x1e"
 
 
 class EnsembleError(ModelSourceError):
@@ -41,6 +47,11 @@ def _check_members(metas: Sequence[TeacherMeta], names: Sequence[str]) -> None:
         values = {name: getattr(m, key) for name, m in zip(names, metas, strict=True)}
         if len({json.dumps(v) for v in values.values()}) > 1:
             raise EnsembleError(f"ensemble members differ in {key}: {values}")
+
+
+def view_of(meta: TeacherMeta) -> str:
+    """The key of the item text a member reads: equal keys, equal texts."""
+    return json.dumps([getattr(meta, key) for key in VIEW_META])
 
 
 def ensemble_version(member_versions: Sequence[str]) -> str:
@@ -77,7 +88,10 @@ class EnsembleScorer:
             TeacherScorer(self.directory / path, **scorer_options) for path in spec["members"]
         ]
         _check_members([m.meta for m in self.members], spec["members"])
-        self.meta = self.members[0].meta  # levels, fields, budgets: shared by every member
+        self.meta = self.members[0].meta  # its levels are every member's
+        views = list(dict.fromkeys(view_of(m.meta) for m in self.members))
+        self._readers = [next(m for m in self.members if view_of(m.meta) == v) for v in views]
+        self._view_index = [views.index(view_of(m.meta)) for m in self.members]
         self.device = self.members[0].device
         self._version = ensemble_version([m.version for m in self.members])
         if self._version != spec["version"]:
@@ -88,7 +102,17 @@ class EnsembleScorer:
         return self._version
 
     def item_texts(self, items: Sequence[Mapping[str, Any]]) -> list[str]:
-        return self.members[0].item_texts(items)
+        """One view: its text as is. Several: each item's view texts joined, in view order."""
+        per_view = [reader.item_texts(items) for reader in self._readers]
+        return [VIEW_SEPARATOR.join(texts) for texts in zip(*per_view, strict=True)]
+
+    def _view_texts(self, texts: Sequence[str]) -> list[list[str]]:
+        n = len(self._readers)
+        split = [t.split(VIEW_SEPARATOR) if n > 1 else [t] for t in texts]
+        bad = sum(len(parts) != n for parts in split)
+        if bad:
+            raise ValueError(f"{bad} item texts do not hold this ensemble's {n} views")
+        return [[parts[v] for parts in split] for v in range(n)]
 
     def predict_proba(
         self,
@@ -109,10 +133,11 @@ class EnsembleScorer:
                 progress(whole)
                 done[0] -= whole
 
+        view_texts = self._view_texts(texts)
         total = np.zeros((len(queries), self.meta.levels), dtype=np.float64)
-        for member in self.members:
+        for member, view in zip(self.members, self._view_index, strict=True):
             total += member.predict_proba(
-                queries, texts, batch_size, member_progress, max_batch_tokens
+                queries, view_texts[view], batch_size, member_progress, max_batch_tokens
             )
         if progress is not None and done[0] > 1e-6:
             progress(round(done[0]))
