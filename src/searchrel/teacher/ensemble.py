@@ -89,9 +89,10 @@ class EnsembleScorer:
         ]
         _check_members([m.meta for m in self.members], spec["members"])
         self.meta = self.members[0].meta  # its levels are every member's
-        views = list(dict.fromkeys(view_of(m.meta) for m in self.members))
-        self._readers = [next(m for m in self.members if view_of(m.meta) == v) for v in views]
-        self._view_index = [views.index(view_of(m.meta)) for m in self.members]
+        keys = [view_of(m.meta) for m in self.members]
+        views = list(dict.fromkeys(keys))  # distinct, in member order
+        self._readers = [self.members[keys.index(v)] for v in views]  # one member per view
+        self._view_index = [views.index(k) for k in keys]  # each member's view
         self.device = self.members[0].device
         self._version = ensemble_version([m.version for m in self.members])
         if self._version != spec["version"]:
