@@ -35,7 +35,9 @@ a long run that was cut (or one extended by a new variant) continues where it st
 Every model is read two ways: the argmax level (``accuracy``, ``qwk``) and the expected score
 decoded with ``K - 1`` cutoffs that ``searchrel.metrics.fit_qwk_cutoffs`` fits for QWK on the
 same model's predictions for the validation queries (``accuracy_cutoffs``, ``qwk_cutoffs``):
-the test fold never chooses them.
+the test fold never chooses them. A refit teacher (``teacher.refit``) has trained on the
+validation queries, so its validation figures and cutoffs come from the predictions its run
+without them saved.
 
 Each fold writes its training judgments to ``work_dir/<protocol>/fold<k>/judgments.parquet``
 (the test fold's rows are never in it). ``train_teacher`` splits what it is given by query
@@ -86,7 +88,7 @@ from searchrel.metrics import evaluate, fit_qwk_cutoffs  # noqa: E402
 from searchrel.schema import JUDGMENTS  # noqa: E402
 from searchrel.scores import expected_score  # noqa: E402
 from searchrel.splits import split_of  # noqa: E402
-from searchrel.tables import write_table  # noqa: E402
+from searchrel.tables import read_table, write_table  # noqa: E402
 from searchrel.text import clean_text, field_text, tokenize  # noqa: E402
 
 log = logging.getLogger("teacher_crowdflower")
@@ -120,7 +122,7 @@ KEEP = (
 VARIANT_SETTINGS = {  # what a teacher row records of its config
     *("base_model", "finetune", "objective", "ordinal_weight", "members", "epochs"),
     *("learning_rate", "layer_decay", "warmup", "batch_size", "max_length", "field_max_tokens"),
-    *("precision", "bucket_by_length", "lora_r"),
+    *("precision", "bucket_by_length", "lora_r", "refit"),
 }
 TIMINGS = ("train_seconds", "score_seconds", "score_pairs_per_s")
 NO_TEST_QUERIES = 0.0  # the bench's folds hold out the test rows, not train_teacher
@@ -410,7 +412,8 @@ class Runner:
         summary = train_teacher(self.items_path, judgments_path, out, cfg)
         train_s = time.perf_counter() - started
         peak_train = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-        if summary["train_pairs"] != len(plan.train_idx) or summary["val_pairs"] != len(
+        held_out = summary.get("held_out", summary)  # a refit's counts are its first run's
+        if held_out["train_pairs"] != len(plan.train_idx) or held_out["val_pairs"] != len(
             plan.val_idx
         ):
             raise AssertionError(f"train_teacher split differs from the plan: {summary}")
@@ -422,6 +425,7 @@ class Runner:
             epochs_run=summary["epochs_run"],
             best_val_loss=summary.get("best_val_loss"),
             history=summary.get("history") or summary.get("member_history"),
+            held_out_history=summary.get("held_out", {}).get("history"),
             train_loop_seconds=summary["seconds"],
             train_pairs_per_s=summary.get("train_pairs_per_s"),
             quantize=t.quantize,
@@ -459,6 +463,7 @@ class Runner:
         """The saved teacher (or ensemble) at ``out`` on the test pairs (timed) and the
         validation pairs (the cutoffs and the validation figures that choose settings)."""
         from searchrel.teacher.ensemble import load_scorer
+        from searchrel.teacher.train import PREDICTIONS_FILE
 
         test = self.rows(plan.test_idx)
         scorer = load_scorer(out)
@@ -470,11 +475,14 @@ class Runner:
             )
         score_s = time.perf_counter() - started
         val = self.rows(plan.val_idx)
-        val_probs = scorer.predict_proba(
-            list(val["query"]),
-            scorer.item_texts([self.items_by_id[i] for i in val["item_id"]]),
-            batch_size=batch_size,
-        )
+        if (out / PREDICTIONS_FILE).is_file():
+            val_probs = self.saved_val_probs(out / PREDICTIONS_FILE, val)
+        else:
+            val_probs = scorer.predict_proba(
+                list(val["query"]),
+                scorer.item_texts([self.items_by_id[i] for i in val["item_id"]]),
+                batch_size=batch_size,
+            )
         val_pred = val_probs.argmax(axis=1) + 1
         val_true = val["label"].to_numpy()
         extra = {
@@ -485,6 +493,22 @@ class Runner:
             "teacher_version": scorer.version,
         }
         return probs.astype(np.float64), score_s, extra
+
+    @staticmethod
+    def saved_val_probs(path: Path, val: pd.DataFrame) -> np.ndarray:
+        """The validation probabilities training saved (a refit teacher's come from its run
+        without the validation queries), in the order of ``val``."""
+        saved = read_table(path, "validation_predictions", LEVELS).table.to_pandas()
+        by_key = {
+            (q, loc, i): p
+            for q, loc, i, p in zip(
+                saved["query"], saved["locale"], saved["item_id"], saved["probs"], strict=True
+            )
+        }
+        keys = list(zip(val["query"], val["locale"], val["item_id"], strict=True))
+        if len(by_key) != len(keys) or any(k not in by_key for k in keys):
+            raise AssertionError(f"{path} does not hold this fold's validation pairs")
+        return np.array([by_key[k] for k in keys], dtype=np.float64)
 
     def run(self, model: str, plan: FoldPlan, done: dict[str, Any]) -> dict[str, Any]:
         if model in self.args.ensembles:

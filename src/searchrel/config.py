@@ -74,6 +74,8 @@ class TeacherConfig(Strict):
     patience: int = 2  # epochs without validation improvement before stopping
     # what early stopping watches and the kept epoch is best at: loss, or QWK (argmax levels)
     early_stopping: Literal["val_loss", "val_qwk"] = "val_loss"
+    # after early stopping picks the epoch count, train again on train + validation queries
+    refit: bool = False
     seed: int = 13  # seeds torch, numpy and the data order
     resume: bool = True  # continue from out_dir/checkpoint when the same config and data wrote it
     label_batch_size: int = 64  # most pairs per forward pass when labeling

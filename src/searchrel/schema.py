@@ -102,6 +102,19 @@ TEACHER_LABELS = pa.schema(
     ]
 )
 
+# A trained teacher's predictions on its validation queries (the model that early stopping
+# kept, trained without them): what later fits decision cutoffs or checks calibration on
+# pairs the teacher never learned from, also after a refit on every query.
+VALIDATION_PREDICTIONS = pa.schema(
+    [
+        _f("query", _str),
+        _f("locale", _str),
+        _f("item_id", _str),
+        _f("label", pa.int8()),  # the human label, 1..K
+        _f("probs", _list_f32),  # K probabilities, level 1 first
+    ]
+)
+
 # Pairs the labeler could not label (a remote judge that kept failing): retried on the next
 # run, never given a made-up label.
 LABEL_FAILURES = pa.schema(
@@ -234,6 +247,14 @@ SPECS: dict[str, TableSpec] = {
         "teacher_labels",
         TEACHER_LABELS,
         key=("date", "query", "locale", "item_id"),
+        non_empty_text=("query", "item_id"),
+        label_column="label",
+        probs_column="probs",
+    ),
+    "validation_predictions": TableSpec(
+        "validation_predictions",
+        VALIDATION_PREDICTIONS,
+        key=("query", "locale", "item_id"),
         non_empty_text=("query", "item_id"),
         label_column="label",
         probs_column="probs",

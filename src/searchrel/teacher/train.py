@@ -2,7 +2,8 @@
 cross-encoder, optionally several seeds at once as an ensemble.
 
 Training uses the queries of the train split; early stopping watches the validation queries;
-test queries are never seen (they score the teacher and the student alike).
+test queries are never seen (they score the teacher and the student alike). With
+``teacher.refit`` the teacher then trains again on the train and validation queries.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from sklearn.metrics import cohen_kappa_score
 from tqdm.auto import tqdm
@@ -24,7 +26,7 @@ from tqdm.auto import tqdm
 from searchrel.config import Config, TeacherConfig
 from searchrel.item_join import join_items
 from searchrel.splits import split_of
-from searchrel.tables import read_table, write_quarantine
+from searchrel.tables import read_table, write_quarantine, write_table
 from searchrel.teacher.backbone import autocast, autocast_dtype, default_device
 from searchrel.teacher.batching import training_batches
 from searchrel.teacher.checkpoint import (
@@ -44,6 +46,8 @@ from searchrel.teacher.model import TeacherMeta, build_teacher, save_teacher
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
+PREDICTIONS_FILE = "validation_predictions.parquet"  # the kept model on the validation queries
+HELD_OUT_DIR = "held_out"  # a refit teacher's run without the validation queries
 
 
 def seed_everything(seed: int) -> None:
@@ -86,10 +90,13 @@ def train_teacher(
 
     With ``teacher.members`` above 1, that many seeds train into ``out_dir/members/`` and
     ``out_dir`` becomes an ensemble of them (see ``teacher.ensemble``); finished members are
-    kept when a cut run is started again.
+    kept when a cut run is started again. With ``teacher.refit`` each trains twice (see
+    ``train_refit``).
     """
     if cfg.teacher.members > 1:
         return train_ensemble(items_path, judgments_path, out_dir, cfg)
+    if cfg.teacher.refit:
+        return train_refit(items_path, judgments_path, out_dir, cfg)
     return train_single(items_path, judgments_path, out_dir, cfg)
 
 
@@ -109,7 +116,7 @@ def train_ensemble(
         summary = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else {}
         if summary.get("fingerprint") != key:
             log.info("teacher ensemble: training member %d of %d", k + 1, cfg.teacher.members)
-            summary = train_single(items_path, judgments_path, member_dir, member_cfg)
+            summary = train_teacher(items_path, judgments_path, member_dir, member_cfg)
         members.append(member_dir)
         summaries.append(summary)
     version = write_ensemble(out_dir, members)
@@ -134,12 +141,61 @@ def train_ensemble(
     return summary
 
 
+def train_refit(
+    items_path: Path, judgments_path: Path, out_dir: Path, cfg: Config
+) -> dict[str, Any]:
+    """Early stopping on the validation queries chooses the number of epochs; then the teacher
+    trains again, with the same seed and recipe, on the training and validation queries for
+    that many epochs: more human labels, and none of their queries left unseen.
+
+    The refit teacher has learned the validation pairs, so its validation figures (and
+    anything fitted on them, such as decision cutoffs) come from the first run: ``held_out/``
+    keeps that run's summary and validation predictions, not its weights (labeling jobs
+    download the teacher directory), and ``validation_predictions.parquet`` is a copy of them.
+    A cut run resumes: a finished held-out run is not repeated, an unfinished one and the
+    refit resume from their checkpoints.
+    """
+    started = time.perf_counter()
+    held_cfg = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"refit": False})})
+    held_dir = out_dir / HELD_OUT_DIR
+    done = held_dir / SUMMARY_FILE
+    held = json.loads(done.read_text(encoding="utf-8")) if done.is_file() else {}
+    if held.get("fingerprint") != fingerprint(held_cfg, items_path, judgments_path):
+        log.info("teacher refit: the run on the training queries alone")
+        held = train_single(items_path, judgments_path, held_dir, held_cfg)
+    for path in held_dir.iterdir():  # the weights go; what describes the run stays
+        if path.name not in (SUMMARY_FILE, PREDICTIONS_FILE):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    log.info("teacher refit: %d epochs on the training and validation queries", held["best_epoch"])
+    teacher = cfg.teacher.model_copy(update={"epochs": held["best_epoch"]})
+    summary = train_single(
+        items_path, judgments_path, out_dir, cfg.model_copy(update={"teacher": teacher})
+    )
+    shutil.copyfile(held_dir / PREDICTIONS_FILE, out_dir / PREDICTIONS_FILE)
+    summary.update(
+        fingerprint=fingerprint(cfg, items_path, judgments_path),  # the config asked for
+        held_out={
+            k: held[k]
+            for k in ("teacher_version", "train_pairs", "val_pairs", "best_epoch", "history")
+        },
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
 def train_single(
     items_path: Path, judgments_path: Path, out_dir: Path, cfg: Config
 ) -> dict[str, Any]:
     """One teacher. After every epoch a checkpoint goes to ``out_dir/checkpoint``; a rerun
     with the same config and data resumes from it (``teacher.resume``). A finished run
-    removes it."""
+    removes it and writes the kept model's validation predictions.
+
+    With ``teacher.refit`` (the second run of ``train_refit``) it trains on the training and
+    validation queries for exactly ``teacher.epochs`` epochs and validates nothing."""
     tcfg, levels = cfg.teacher, cfg.data.levels
     seed_everything(tcfg.seed)
     items = read_table(items_path, "items")
@@ -150,6 +206,8 @@ def train_single(
     train_idx, val_idx = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "val")
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError("too few queries to split into train and validation")
+    if tcfg.refit:
+        train_idx, val_idx = np.flatnonzero(splits != "test"), val_idx[:0]
 
     device = default_device()
     amp = autocast_dtype(tcfg.precision, device)
@@ -198,10 +256,13 @@ def train_single(
         epoch_started = time.perf_counter()
         train_loss = _train_epoch(trainer, bar, train_idx, batch_inputs, labels, weights, tcfg)
         epoch_seconds.append(round(time.perf_counter() - epoch_started, 2))
-        val_loss, val_acc, val_qwk = _evaluate(
-            model, batch_inputs, labels, val_idx, tcfg, device, amp
-        )
         state.epoch += 1
+        if tcfg.refit:  # nothing is held out: every epoch runs, the last is kept
+            state.history.append({"epoch": state.epoch, "train_loss": train_loss})
+            save_checkpoint(ckpt_dir, trainer, state, key)
+            continue
+        logits = _logits(model, batch_inputs, val_idx, tcfg.batch_size, device, amp)
+        val_loss, val_acc, val_qwk = _evaluate(logits, labels[val_idx], tcfg)
         state.history.append(
             {
                 "epoch": state.epoch,
@@ -225,6 +286,9 @@ def train_single(
         save_checkpoint(ckpt_dir, trainer, state, key)
     if state.best_state is not None:
         load_trainable(model, state.best_state)
+    if len(val_idx):
+        logits = _logits(model, batch_inputs, val_idx, tcfg.batch_size, device, amp)
+        _write_predictions(out_dir / PREDICTIONS_FILE, rows, val_idx, logits, levels)
 
     meta = TeacherMeta(
         base_model=tcfg.base_model,
@@ -248,7 +312,9 @@ def train_single(
         import pyarrow as pa
 
         write_quarantine(pa.concat_tables(quarantine), out_dir / "quarantine.parquet")
-    best_epoch = _best_epoch(state.history, tcfg.early_stopping)
+    best_epoch = (
+        len(state.history) if tcfg.refit else _best_epoch(state.history, tcfg.early_stopping)
+    )
     summary = {
         "stage": "teacher-train",
         "teacher_version": meta.version,
@@ -262,7 +328,7 @@ def train_single(
         "resumed_from_epoch": resumed_from,
         "early_stopping": tcfg.early_stopping,
         "best_epoch": best_epoch,
-        "best_val_loss": state.history[best_epoch - 1]["val_loss"] if best_epoch else None,
+        "best_val_loss": state.history[best_epoch - 1].get("val_loss") if best_epoch else None,
         "history": state.history,
         "seconds": round(time.perf_counter() - started, 1),
         "epoch_train_seconds": epoch_seconds,
@@ -324,25 +390,44 @@ def _train_epoch(
 
 
 @torch.inference_mode()
-def _evaluate(
+def _logits(
     model: torch.nn.Module,
     batch_inputs: Any,
-    labels: torch.Tensor,
     idx: np.ndarray,
-    tcfg: TeacherConfig,
+    batch_size: int,
     device: torch.device,
     amp: torch.dtype | None,
+) -> torch.Tensor:
+    """The model's logits (fp32) for the pairs ``idx``, in that order."""
+    model.eval()
+    parts = []
+    for start in range(0, len(idx), batch_size):
+        with autocast(device, amp):
+            parts.append(model(**batch_inputs(idx[start : start + batch_size])).logits.float())
+    return torch.cat(parts)
+
+
+@torch.inference_mode()
+def _evaluate(
+    logits: torch.Tensor, labels: torch.Tensor, tcfg: TeacherConfig
 ) -> tuple[float, float, float]:
     """The objective's mean loss (what early stopping watches), accuracy and QWK (argmax) on
     the validation pairs."""
-    model.eval()
-    total, predicted = 0.0, []
-    for start in range(0, len(idx), tcfg.batch_size):
-        b = idx[start : start + tcfg.batch_size]
-        with autocast(device, amp):
-            logits = model(**batch_inputs(b)).logits.float()
-        total += float(pair_losses(logits, labels[b], tcfg).sum())
-        predicted.append(logits.argmax(-1).cpu().numpy())
-    y_pred, y_true = np.concatenate(predicted), labels[idx].cpu().numpy()
+    loss = float(pair_losses(logits, labels, tcfg).mean())
+    y_pred, y_true = logits.argmax(-1).cpu().numpy(), labels.cpu().numpy()
     qwk = cohen_kappa_score(y_true, y_pred, weights="quadratic") if len(set(y_true)) > 1 else 0.0
-    return total / len(idx), float((y_pred == y_true).mean()), float(np.nan_to_num(qwk))
+    return loss, float((y_pred == y_true).mean()), float(np.nan_to_num(qwk))
+
+
+def _write_predictions(
+    path: Path, rows: list[dict[str, Any]], idx: np.ndarray, logits: torch.Tensor, levels: int
+) -> None:
+    """The validation pairs with their human label and the model's K probabilities."""
+    probs = torch.softmax(logits, -1).cpu().numpy()
+    table = pa.Table.from_pylist(
+        [
+            {k: rows[i][k] for k in ("query", "locale", "item_id", "label")} | {"probs": list(p)}
+            for i, p in zip(idx, probs, strict=True)
+        ]
+    )
+    write_table(table, path, "validation_predictions", levels)
