@@ -1,14 +1,20 @@
 """The CrowdFlower teacher bench's result file: a resumed run that covers fewer folds keeps the
-folds it does not touch and lists the commands whose rows it keeps, and a teacher row is set
-only against the baseline of the folds that row ran."""
+folds it does not touch and lists the commands whose rows it keeps, a teacher row is set only
+against the baseline of the folds that row ran, and the validation predictions a teacher saved
+are read in the fold's order."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 
 from bench.teacher_crowdflower import earlier_commands, keep_unplanned_folds, teacher_vs_embedding
+from searchrel.tables import write_table
 
 
 def _fold(k: int, *rows: str) -> dict[str, Any]:
@@ -64,3 +70,22 @@ def test_a_plot_of_one_fold_summarises_only_that_fold() -> None:
     assert [f["fold"] for f in block["folds"]] == [0]
     assert block["summary"]["teacher"]["accuracy"]["mean"] == pytest.approx(0.7)
     assert block["summary"]["variant"]["accuracy"]["mean"] == pytest.approx(0.6)
+
+
+def test_saved_validation_predictions_are_read_in_the_folds_order_and_must_cover_it(
+    tmp_path: Path,
+) -> None:
+    from bench.teacher_crowdflower import Runner
+
+    pairs = [("red shoes", "a"), ("red shoes", "b"), ("lamp", "c")]
+    probs = [[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]]
+    saved = [
+        {"query": q, "locale": "en-US", "item_id": i, "label": 1 + int(np.argmax(p)), "probs": p}
+        for (q, i), p in zip(pairs, probs, strict=True)
+    ]
+    write_table(pa.Table.from_pylist(saved), tmp_path / "v.parquet", "validation_predictions", 4)
+    val = pd.DataFrame([{"query": q, "locale": "en-US", "item_id": i} for q, i in reversed(pairs)])
+    got = Runner.saved_val_probs(tmp_path / "v.parquet", val)
+    np.testing.assert_allclose(got, probs[::-1], rtol=1e-6)
+    with pytest.raises(AssertionError, match="validation pairs"):
+        Runner.saved_val_probs(tmp_path / "v.parquet", val.iloc[:2])
