@@ -309,8 +309,6 @@ def train_single(
         q for q in (items.quarantine, judgments.quarantine, joined.quarantine) if q.num_rows
     ]
     if quarantine:
-        import pyarrow as pa
-
         write_quarantine(pa.concat_tables(quarantine), out_dir / "quarantine.parquet")
     best_epoch = (
         len(state.history) if tcfg.refit else _best_epoch(state.history, tcfg.early_stopping)
