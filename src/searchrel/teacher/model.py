@@ -129,6 +129,12 @@ def save_teacher(
     return meta
 
 
+def level_probs(logits: torch.Tensor) -> np.ndarray:
+    """The K level probabilities a teacher's logits stand for, level 1 first (every objective
+    trains its logits to be read this way)."""
+    return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
 class TeacherScorer:
     """A saved teacher, ready to score pairs: adapters merged, inference mode, sorted batches."""
 
@@ -194,7 +200,7 @@ class TeacherScorer:
             batch = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
             with autocast(self.device, self.amp):
                 logits = self.model(**batch).logits.float()
-            out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+            out[idx] = level_probs(logits)
             if progress is not None:
                 progress(len(idx))
         return out

@@ -42,7 +42,7 @@ from searchrel.teacher.checkpoint import (
 from searchrel.teacher.encoding import encode_pairs, item_texts
 from searchrel.teacher.ensemble import MEMBERS_DIR, write_ensemble
 from searchrel.teacher.losses import pair_losses
-from searchrel.teacher.model import TeacherMeta, build_teacher, save_teacher
+from searchrel.teacher.model import TeacherMeta, build_teacher, level_probs, save_teacher
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
@@ -421,7 +421,7 @@ def _write_predictions(
     path: Path, rows: list[dict[str, Any]], idx: np.ndarray, logits: torch.Tensor, levels: int
 ) -> None:
     """The validation pairs with their human label and the model's K probabilities."""
-    probs = torch.softmax(logits, -1).cpu().numpy()
+    probs = level_probs(logits)
     table = pa.Table.from_pylist(
         [
             {k: rows[i][k] for k in ("query", "locale", "item_id", "label")} | {"probs": list(p)}
