@@ -74,12 +74,17 @@ def encode_pairs(
     texts: Sequence[str],
     max_length: int,
 ) -> BatchEncoding:
-    """Tokenize query/item pairs without padding (batches pad dynamically)."""
+    """Tokenize query/item pairs without padding (batches pad dynamically).
+
+    Longest-first truncation cuts the item while it is the longer text, as the item alone
+    would be cut, and a query too long to leave the item room shares the budget with it:
+    cutting the item alone raises on such a query (a logged query, a client's), and a label
+    or a score is still owed for it."""
     separator = pair_separator(tokenizer)
     return tokenizer(
         [clean_text(q) for q in queries],
         [separator + t for t in texts],
-        truncation="only_second",
+        truncation="longest_first",
         max_length=max_length,
         padding=False,
     )
